@@ -1,0 +1,286 @@
+"""Training runs: run directory, seeds, exact resume, evaluate/predict, and bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import PNEUMONIAMNIST, run_txkit
+
+from txkit.errors import DataError, TxkitError, WeightsError
+from txkit.training import session
+from txkit.training.engine import Trainer
+from txkit.training.evaluation import evaluate_run, predict_images
+from txkit.training.session import RunInterrupted
+
+
+def tensors(path):
+    return load_file(str(path))
+
+
+def assert_same_tensors(a, b):
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), key
+
+
+def metric_lines(run_dir):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        line.pop("seconds")
+    return lines
+
+
+def interrupt_at(monkeypatch, epoch_to_break):
+    original = Trainer.train_epoch
+
+    def train_epoch(self, epoch, progress, task):
+        if epoch == epoch_to_break:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress, task)
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+
+
+def test_run_directory_records_config_metrics_and_summary(tmp_path, tiny_cfg):
+    run_dir, summary = session.train(tiny_cfg(), tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["backbone"] == "resnet18" and config["config"]["seed"] == 0
+    assert config["versions"]["torch"] and config["versions"]["txkit"] == "0.1.0"
+    assert "txkit" in config["plugins"]
+    assert config["resolved"]["classes"][0] == "consolidation" and config["resolved"]["image_size"] == 32
+    assert len(metric_lines(run_dir)) == 3
+    assert summary["status"] == "completed" and set(summary["test"]) >= {"accuracy", "auc", "f1"}
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_run"] == 3
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob("*.pkl"))
+
+
+def test_same_seed_repeats_bitwise_and_another_seed_differs(tmp_path, tiny_cfg):
+    a, _ = session.train(tiny_cfg(), tmp_path / "a")
+    b, _ = session.train(tiny_cfg(), tmp_path / "b")
+    c, _ = session.train(tiny_cfg(seed=1), tmp_path / "c")
+    assert_same_tensors(a / "model.safetensors", b / "model.safetensors")
+    assert metric_lines(a) == metric_lines(b)
+    assert metric_lines(a) != metric_lines(c)
+
+
+@pytest.mark.parametrize("strategy, colorizer, break_at", [
+    ("full", None, 1), ("gradual-unfreeze", None, 2),
+    ("colorizer-then-full", "conv1x1", 1), ("colorizer-then-full", "conv1x1", 3),
+])
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, tiny_cfg, monkeypatch, strategy, colorizer,
+                                                         break_at):
+    cfg = tiny_cfg(strategy=strategy, colorizer=colorizer, epochs=4, schedule=None)
+    straight, _ = session.train(cfg, tmp_path / "straight")
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, break_at)
+        with pytest.raises(RunInterrupted, match="txkit train --resume"):
+            session.train(cfg, tmp_path / "broken")
+    assert json.loads((tmp_path / "broken" / "summary.json").read_text())["status"] == "interrupted"
+    resumed, summary = session.resume(str(tmp_path / "broken"))
+    assert summary["status"] == "completed"
+    assert_same_tensors(straight / "model.safetensors", resumed / "model.safetensors")
+    assert_same_tensors(straight / "checkpoint.safetensors", resumed / "checkpoint.safetensors")
+    assert metric_lines(straight) == metric_lines(resumed)
+
+
+def test_colorizer_then_full_reinitialises_the_head_between_phases(tmp_path, tiny_cfg, monkeypatch):
+    cfg = tiny_cfg(strategy="colorizer-then-full", colorizer="conv1x1", epochs=3)
+    resets = []
+    original = __import__("txkit.network", fromlist=["TxNet"]).TxNet.reset_head
+    monkeypatch.setattr("txkit.network.TxNet.reset_head", lambda self: (resets.append(1), original(self))[1])
+    run_dir, _ = session.train(cfg, tmp_path / "run")
+    lines = metric_lines(run_dir)
+    assert [line["phase"] for line in lines] == ["mode1", "mode1", "mode2"]
+    assert lines[0]["trainable"] == ["colorizer", "fc"] and "layer1" in lines[2]["trainable"]
+    assert resets == [1]
+
+
+def test_evaluate_and_predict_a_run(tmp_path, tiny_cfg):
+    run_dir, summary = session.train(tiny_cfg(), tmp_path / "run")
+    metrics = evaluate_run(run_dir, "test")
+    assert metrics["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert len(metrics["confusion_matrix"]) == 7 and sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+    assert (run_dir / "roc_test.png").stat().st_size > 1000
+    image = tmp_path / "patch.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(image)
+    [prediction] = predict_images(run_dir, [str(image)])
+    assert prediction["prediction"] in metrics["classes"]
+    assert math.isclose(sum(prediction["probabilities"].values()), 1.0, rel_tol=1e-5)
+
+
+def test_evaluate_cli_json(tmp_path, tiny_cfg):
+    run_dir, _ = session.train(tiny_cfg(epochs=1), tmp_path / "run")
+    result = run_txkit("evaluate", str(run_dir), "--split", "val", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["split"] == "val" and 0 <= data["auc"] <= 1 and len(data["per_class"]) == 7
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_cfg, monkeypatch):
+    original = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, target):
+        calls["n"] += 1
+        loss = original(self, logits, target)
+        return loss * float("nan") if calls["n"] > 8 else loss
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    with pytest.raises(TxkitError, match="loss became nan .* last good checkpoint"):
+        session.train(tiny_cfg(epochs=3), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "non-finite-loss" and summary["epochs_run"] >= 1
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_offline_imagenet_weights_fail_fast_with_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    from txkit.plugins import create
+
+    with pytest.raises(WeightsError, match=r"resnet18-f37072fd\.pth"):
+        create("backbone", "resnet18", num_classes=2, pretrained=True)
+
+
+def test_weights_from_a_file_and_from_an_earlier_run(tmp_path, tiny_cfg):
+    first, _ = session.train(tiny_cfg(epochs=1), tmp_path / "first")
+    second, _ = session.train(tiny_cfg(epochs=1, weights=str(first), strategy="last-layer"), tmp_path / "second")
+    a, b = tensors(first / "model.safetensors"), tensors(second / "model.safetensors")
+    assert torch.equal(a["backbone.layer1.0.conv1.weight"], b["backbone.layer1.0.conv1.weight"])
+    assert not torch.equal(a["backbone.fc.weight"], b["backbone.fc.weight"])
+    # A .pth state dict loads with weights_only=True; a pickle with arbitrary objects is refused.
+    state = {k[len("backbone."):]: v for k, v in a.items() if k.startswith("backbone.")}
+    torch.save(state, tmp_path / "w.pth")
+    session.train(tiny_cfg(epochs=1, weights=str(tmp_path / "w.pth")), tmp_path / "third")
+    torch.save({"state_dict": state, "evil": object()}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="never unpickles"):
+        session.train(tiny_cfg(epochs=1, weights=str(tmp_path / "evil.pth")), tmp_path / "fourth")
+
+
+def test_weights_from_a_run_with_another_backbone_is_refused(tmp_path, tiny_cfg):
+    first, _ = session.train(tiny_cfg(epochs=1), tmp_path / "first")
+    with pytest.raises(WeightsError, match="pass --backbone resnet18"):
+        session.train(tiny_cfg(epochs=1, backbone="alexnet", weights=str(first)), tmp_path / "second")
+
+
+def test_fraction_keeps_class_proportions(tmp_path, tiny_cfg):
+    _, summary = session.train(tiny_cfg(epochs=1, fraction=0.5, data_options={"per_class": "10", "size": "32"}),
+                               tmp_path / "run")
+    assert summary["train_images"] == 35
+
+
+def test_gray_sum_adapts_the_first_conv(tmp_path, tiny_cfg):
+    run_dir, _ = session.train(tiny_cfg(epochs=1, gray="sum"), tmp_path / "run")
+    assert tensors(run_dir / "model.safetensors")["backbone.conv1.weight"].shape[1] == 1
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+def write_png(path, size=(20, 20), mode="L"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128).save(path)
+
+
+def folder_cfg(tiny_cfg, root, **kw):
+    return tiny_cfg(dataset="imagefolder", data_root=str(root), data_options={}, image_size=32, epochs=1, **kw)
+
+
+def make_folder(root, classes=("a", "b"), per_class=8):
+    for c in classes:
+        for i in range(per_class):
+            write_png(root / c / f"{i}.png")
+
+
+def test_missing_folder_is_one_line(tmp_path):
+    result = run_txkit("train", "--dataset", "imagefolder", "--data-root", str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "nope: folder not found" in result.stderr
+
+
+def test_empty_class_folder_names_the_folder(tmp_path, tiny_cfg):
+    make_folder(tmp_path / "data")
+    (tmp_path / "data" / "c").mkdir()
+    with pytest.raises(DataError, match=r"data/c: class folder has no images"):
+        session.train(folder_cfg(tiny_cfg, tmp_path / "data"), tmp_path / "run")
+
+
+def test_truncated_image_fails_with_its_name_or_is_skipped_and_counted(tmp_path, tiny_cfg):
+    make_folder(tmp_path / "data")
+    bad = tmp_path / "data" / "a" / "broken.png"
+    bad.write_bytes((tmp_path / "data" / "a" / "0.png").read_bytes()[:40])
+    with pytest.raises(DataError, match=r"broken\.png: unreadable or truncated image .* --skip-bad-images"):
+        session.train(folder_cfg(tiny_cfg, tmp_path / "data"), tmp_path / "run")
+    from txkit.plugins import create
+
+    dataset = create("dataset", "imagefolder", root=str(tmp_path / "data"), skip_bad_images=True)
+    assert dataset.info["skipped_images"] == 1
+    session.train(folder_cfg(tiny_cfg, tmp_path / "data", skip_bad_images=True), tmp_path / "run2")
+
+
+def test_csv_wrong_header_and_label_out_of_range(tmp_path, tiny_cfg):
+    make_folder(tmp_path / "img", per_class=4)
+    table = tmp_path / "labels.csv"
+    table.write_text("file,diagnosis\n" + "".join(f"img/a/{i}.png,a\n" for i in range(4)))
+    with pytest.raises(DataError, match=r"labels\.csv: no column 'path' in the header \(file,diagnosis\)"):
+        session.train(tiny_cfg(dataset="csv", data_root=str(table), data_options={}), tmp_path / "r1")
+    table.write_text("path,label\n" + "".join(f"img/a/{i}.png,{i}\n" for i in range(4)))
+    with pytest.raises(DataError, match=r"row 5 has label '3', which is out of range"):
+        session.train(tiny_cfg(dataset="csv", data_root=str(table), data_options={"classes": "0,1,2"}),
+                      tmp_path / "r2")
+
+
+def test_csv_group_column_keeps_patients_on_one_side(tmp_path):
+    from txkit.plugins import create
+
+    make_folder(tmp_path / "img", per_class=12)
+    rows = [f"img/{c}/{i}.png,{c},p{c}{i // 3}" for c in "ab" for i in range(12)]
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    dataset = create("dataset", "csv", root=str(table), seed=3)
+    sides = {}
+    for name, split in dataset.splits.items():
+        for g in split.groups:
+            sides.setdefault(g, set()).add(name)
+    assert all(len(s) == 1 for s in sides.values()) and len(dataset.split("train")) > 0
+
+
+def test_csv_multilabel(tmp_path, tiny_cfg):
+    make_folder(tmp_path / "img", per_class=10)
+    rows = [f"img/{c}/{i}.png,{'x|y' if i % 2 else 'x'}" for c in "ab" for i in range(10)]
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label\n" + "\n".join(rows) + "\n")
+    run_dir, summary = session.train(tiny_cfg(dataset="csv", data_root=str(table), data_options={}, epochs=1,
+                                              image_size=32), tmp_path / "run")
+    assert json.loads((run_dir / "config.json").read_text())["resolved"]["task"] == "multilabel"
+    assert set(summary["test"]["per_class"]) == {"x", "y"}
+
+
+def test_medmnist_on_real_pneumoniamnist():
+    from txkit.plugins import create
+
+    dataset = create("dataset", "medmnist", root=str(PNEUMONIAMNIST))
+    assert dataset.classes == ["normal", "pneumonia"]
+    assert [len(dataset.split(s)) for s in ("train", "val", "test")] == [3882, 524, 624]
+    assert int((dataset.split("train").labels == 0).sum()) == 388
+    assert dataset.split("test").image(0).shape == (28, 28)
+
+
+@pytest.mark.slow
+def test_imagenet_full_beats_scratch_on_real_pneumoniamnist(tmp_path, capsys):
+    """efficientnet_lite0 with real ImageNet weights, `full` vs `scratch`, same budget, real data."""
+    from txkit.training.config import TrainConfig
+
+    def auc(strategy):
+        cfg = TrainConfig(dataset="medmnist", data_root=str(PNEUMONIAMNIST), backbone="efficientnet_lite0",
+                          strategy=strategy, epochs=3, fraction=0.25, image_size=64, batch_size=32, seed=0,
+                          device="cpu")
+        return session.train(cfg, tmp_path / strategy)[1]["test"]["auc"]
+
+    full, scratch = auc("full"), auc("scratch")
+    with capsys.disabled():
+        print(f"\nPneumoniaMNIST test AUC, efficientnet_lite0, 3 epochs on 25 % of train: "
+              f"full (ImageNet) {full:.4f}  scratch {scratch:.4f}")
+    assert full > scratch + 0.03

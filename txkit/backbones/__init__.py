@@ -1,0 +1,1 @@
+"""Backbones. The contract is in ``txkit.backbones.base`` (imported lazily: it needs torch)."""

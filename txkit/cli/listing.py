@@ -1,0 +1,74 @@
+"""`txkit list` and `txkit plugins`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from txkit.registry import KINDS, PLURALS
+
+_KIND_ARGS = {**{k: k for k in KINDS}, **{v: k for k, v in PLURALS.items()}}
+
+
+@click.command("list")
+@click.argument("kind", required=False, type=click.Choice(sorted(_KIND_ARGS)), metavar="[KIND]")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print a JSON list of {"kind", "name", "description", "provided_by"}.')
+def list_command(kind, as_json):
+    """List registered backbones, colorizers, datasets, strategies and visualizers.
+
+    KIND narrows the list to one kind (singular or plural: backbone, backbones, ...).
+    """
+    from txkit.plugins import get_plugins
+
+    plugins = get_plugins()
+    kinds = [_KIND_ARGS[kind]] if kind else list(KINDS)
+    entries = plugins.entries(kinds)
+    clashes = {(k, n) for k, n, _ in plugins.conflicts()}
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("kind", "name", "description", "provided by"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        clash = " [red](name clash)[/red]" if (e.kind, e.name) in clashes else ""
+        table.add_row(e.kind, e.name + clash, e.description, e.provided_by)
+    Console().print(table)
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugin distributions.")
+def plugins_command(as_json):
+    """Show installed plugin distributions, their versions, hooks and load errors."""
+    from txkit.plugins import get_plugins
+
+    plugins = get_plugins()
+    infos = sorted(plugins.plugins.values(), key=lambda p: (p.distribution != "txkit", p.distribution))
+    rows = [p.as_dict() for p in infos]
+    for kind, name, sources in plugins.conflicts():
+        for row in rows:
+            if row["name"] in sources:
+                others = ", ".join(s for s in sources if s != row["name"])
+                row["errors"].append(f"{kind} {name!r} is also registered by {others}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("plugin", "version", "hooks", "errors"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        errors = "\n".join(row["errors"])
+        table.add_row(row["name"], row["version"], ", ".join(row["hooks"]),
+                      f"[red]{errors}[/red]" if errors else "")
+    Console().print(table)
+
+
+COMMANDS = [list_command, plugins_command]

@@ -1,0 +1,170 @@
+"""`txkit train`, `evaluate`, `predict` and `inspect`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from txkit.cli.options import name_option, parse_key_values
+from txkit.training.config import TrainConfig
+
+DEFAULTS = TrainConfig()
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+@click.command("train")
+@name_option("--dataset", kind="dataset", default=DEFAULTS.dataset, show_default=True, help="Registered dataset.")
+@click.option("--data-root", type=click.Path(), help="Where the dataset lives (folder, CSV or .npz file).")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, repeatable (e.g. --data-option seed=3).")
+@name_option("--backbone", kind="backbone", default=DEFAULTS.backbone, show_default=True,
+             help="Registered backbone or timm/<model>.")
+@click.option("--weights", default=DEFAULTS.weights, show_default=True,
+              help="imagenet, none, a .safetensors/.pth file, or an earlier run directory (its head is dropped).")
+@click.option("--gray", type=click.Choice(["repeat", "sum"]), default=DEFAULTS.gray, show_default=True,
+              help="Feed grayscale to a 3-channel backbone by repeating it, or by summing the first conv's kernels.")
+@name_option("--colorizer", kind="colorizer", default=None, help="Gray-to-RGB module in front of the backbone.")
+@click.option("--colorizer-option", "colorizer_options", multiple=True, metavar="KEY=VALUE")
+@click.option("--colorizer-from", type=click.Path(), help="Take the colorizer's weights from an earlier run.")
+@click.option("--freeze-colorizer", is_flag=True, help="Keep the colorizer fixed.")
+@name_option("--strategy", kind="strategy", default=DEFAULTS.strategy, show_default=True,
+             help="Transfer strategy (finetune-from:STAGE for layer-wise fine-tuning).")
+@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=float, help="Base (max for one-cycle) learning rate; default from the strategy.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Default from the strategy (sgd).")
+@click.option("--schedule", type=click.Choice(["onecycle", "exponential", "plateau", "constant"]),
+              help="Default from the strategy.")
+@click.option("--weight-decay", type=float, default=DEFAULTS.weight_decay, show_default=True)
+@click.option("--monitor", type=click.Choice(["auc", "accuracy", "f1"]), default=DEFAULTS.monitor,
+              show_default=True, help="Validation metric for the best checkpoint and early stopping.")
+@click.option("--patience", type=click.IntRange(1), help="Stop after this many epochs without improvement.")
+@click.option("--fraction", type=float, default=1.0, show_default=True,
+              help="Keep a class-proportional, seeded fraction of the training split.")
+@click.option("--image-size", type=click.IntRange(16), help="Resize images to this square size.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random horizontal flips.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (counted) instead of failing.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--out", type=click.Path(), help="Run directory (default runs/TIMESTAMP-DATASET-BACKBONE-STRATEGY).")
+@click.option("--resume", type=click.Path(), help="Continue an interrupted run directory; other options are ignored.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train_command(data_options, colorizer_options, out, resume, as_json, **options):
+    """Train a transfer-learning model. With no options: the embedded synthetic-dld set on
+    efficientnet_lite0 with ImageNet weights, strategy `full`."""
+    from txkit.training import session
+
+    if resume:
+        run_dir, summary = session.resume(resume)
+    else:
+        cfg = TrainConfig(**options, data_options=parse_key_values(data_options, "--data-option"),
+                          colorizer_options=parse_key_values(colorizer_options, "--colorizer-option"))
+        run_dir, summary = session.train(cfg, out)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+        return
+    _print_summary(run_dir, summary)
+
+
+def _print_summary(run_dir, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    test = summary.get("test")
+    if test:
+        table = Table(title="test metrics (best checkpoint)", box=None, header_style="bold")
+        for column in ("accuracy", "precision", "recall", "f1", "auc"):
+            table.add_column(column, justify="right")
+        table.add_row(*[_fmt(test[c]) for c in ("accuracy", "precision", "recall", "f1", "auc")])
+        console.print(table)
+    console.print(f"best val {summary['monitor']} {_fmt(summary['best_val'])} at epoch {summary['best_epoch']}; "
+                  f"{summary['status']} in {summary['elapsed_s']:.1f} s")
+    console.print(f"run saved to {run_dir}")
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path())
+@click.option("--split", default="test", show_default=True, help="train, val or test.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_command(run_dir, split, as_json):
+    """Metrics of a run's best checkpoint on a split, and a ROC-curve PNG in the run directory."""
+    from txkit.training.evaluation import evaluate_run
+
+    metrics = evaluate_run(run_dir, split)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{split} split, {metrics['n']} images", box=None, header_style="bold")
+    for column in ("class", "precision", "recall", "f1", "auc", "support"):
+        table.add_column(column, justify="right" if column != "class" else "left")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, *[_fmt(row[c]) for c in ("precision", "recall", "f1", "auc")], str(row["support"]))
+    table.add_row("[bold]macro[/bold]", *[_fmt(metrics[c]) for c in ("precision", "recall", "f1", "auc")], "")
+    console.print(table)
+    console.print(f"accuracy {_fmt(metrics['accuracy'])}")
+    if "confusion_matrix" in metrics:
+        console.print("confusion matrix (rows = truth, columns = prediction):")
+        for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
+            console.print(f"  {name:>16} " + " ".join(f"{v:5d}" for v in row))
+    console.print(f"ROC curves: {metrics['roc_png']}")
+
+
+@click.command("predict")
+@click.argument("run_dir", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def predict_command(run_dir, images, as_json):
+    """Classify single images with a run's best checkpoint."""
+    from txkit.training.evaluation import predict_images
+
+    results = predict_images(run_dir, list(images))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.3f})")
+
+
+@click.command("inspect")
+@name_option("--backbone", kind="backbone", default=DEFAULTS.backbone, show_default=True)
+@name_option("--colorizer", kind="colorizer", default=None)
+@click.option("--gray", type=click.Choice(["repeat", "sum"]), default="repeat", show_default=True)
+@name_option("--strategy", kind="strategy", default=DEFAULTS.strategy, show_default=True)
+@click.option("--num-classes", type=click.IntRange(1), required=True)
+@click.option("--freeze-colorizer", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help='JSON with "total", "trainable" and "stages".')
+def inspect_command(backbone, colorizer, gray, strategy, num_classes, freeze_colorizer, as_json):
+    """Total and trainable parameters, and which stages a strategy freezes."""
+    from txkit.training.inspection import inspect_model
+
+    cfg = TrainConfig(backbone=backbone, colorizer=colorizer, gray=gray, strategy=strategy, weights="none",
+                      freeze_colorizer=freeze_colorizer)
+    report = inspect_model(cfg, num_classes)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{backbone}{' + ' + colorizer if colorizer else ''}, {strategy}, {num_classes} classes",
+                  box=None, header_style="bold")
+    for column, justify in (("stage", "left"), ("parameters", "right"), ("state", "left")):
+        table.add_column(column, justify=justify)
+    for stage in report["stages"]:
+        state = "[green]trainable[/green]" if stage["trainable"] else "[dim]frozen[/dim]"
+        table.add_row(stage["name"], f"{stage['parameters']:,}", state)
+    table.add_row("[bold]total[/bold]", f"{report['total']:,}", f"[bold]{report['trainable']:,} trainable[/bold]")
+    Console().print(table)
+
+
+COMMANDS = [train_command, evaluate_command, predict_command, inspect_command]

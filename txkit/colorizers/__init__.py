@@ -1,0 +1,1 @@
+"""Colorizers: gray-to-RGB modules in front of a backbone. Modules are in ``txkit.colorizers.modules``."""

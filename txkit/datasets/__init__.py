@@ -1,0 +1,1 @@
+"""Datasets. The contract is in ``txkit.datasets.base``: Split, TxDataset, load_gray."""

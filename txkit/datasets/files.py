@@ -1,0 +1,73 @@
+"""Shared helpers for datasets read from image files: listing, verifying, seeded group-aware splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from txkit.datasets.base import Split, load_gray
+from txkit.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def require_dir(root: str | None, layout: str) -> Path:
+    if not root:
+        raise DataError(f"this dataset needs --data-root; expected layout: {layout}")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{path}: folder not found; --data-root must point to: {layout}")
+    return path
+
+
+def readable(path: Path) -> bool:
+    try:
+        load_gray(path)
+        return True
+    except DataError:
+        return False
+
+
+def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], list, int]:
+    """Open every image once and keep only the readable ones (for --skip-bad-images)."""
+    keep = [i for i, p in enumerate(paths) if readable(p)]
+    kept_columns = [[column[i] for i in keep] for column in columns]
+    return [paths[i] for i in keep], kept_columns, len(paths) - len(keep)
+
+
+def file_split(paths: Sequence[Path], labels, groups=None) -> Split:
+    paths = list(paths)
+    return Split(lambda i: load_gray(paths[i]), np.asarray(labels), groups, [str(p) for p in paths])
+
+
+def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,
+                val: float = 0.15, test: float = 0.15) -> dict[str, np.ndarray]:
+    """Seeded train/val/test indices; all images of one group (patient) land in the same split.
+
+    Groups are dealt to splits per stratum (the group's first label), so class proportions are kept.
+    """
+    groups = np.asarray(groups) if groups is not None else np.arange(n).astype(str)
+    unique, first = np.unique(groups, return_index=True)
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for value in np.unique(strata[first]):
+        members = rng.permutation(unique[strata[first] == value])
+        n_test, n_val = int(round(test * len(members))), int(round(val * len(members)))
+        if len(members) >= 3:
+            n_test, n_val = max(n_test, 1 if test else 0), max(n_val, 1 if val else 0)
+        for i, g in enumerate(members):
+            assignment[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    where = np.array([assignment[g] for g in groups])
+    return {name: np.flatnonzero(where == name) for name in ("train", "val", "test")}
+
+
+def as_bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

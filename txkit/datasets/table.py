@@ -1,0 +1,142 @@
+"""`csv`: a table of image paths and labels, with optional split and group (patient) columns.
+
+Single-label: one label per row (class names or integers). Multi-label: labels separated by ``|`` in the
+label column, or several 0/1 columns named with ``label_columns=A,B,C``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from txkit.datasets.base import TxDataset
+from txkit.datasets.files import as_bool, drop_unreadable, file_split, group_split
+from txkit.errors import DataError
+
+OPTIONS = ("path_column", "label_column", "label_columns", "split_column", "group_column", "image_root",
+           "classes", "seed", "val_fraction", "test_fraction", "skip_bad_images", "image_size")
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "test": "test", "testing": "test"}
+
+
+def build(root=None, path_column="path", label_column="label", label_columns=None, split_column="split",
+          group_column="group", image_root=None, classes=None, seed=0, val_fraction=0.15, test_fraction=0.15,
+          skip_bad_images=False, image_size=None, **unknown) -> TxDataset:
+    if unknown:
+        raise DataError(f"csv: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONS)}")
+    table = _csv_path(root)
+    rows, header = _read(table)
+    _require_columns(table, header, [path_column] + (label_columns.split(",") if label_columns else [label_column]))
+    base = Path(image_root) if image_root else table.parent
+    paths = [base / row[path_column] for row in rows]
+    if label_columns:
+        names = [c.strip() for c in label_columns.split(",")]
+        labels, task = _binary_columns(table, rows, names), "multilabel"
+    else:
+        names, labels, task = _labels(table, rows, label_column, classes)
+    groups = [row[group_column] for row in rows] if group_column in header else None
+    given = [SPLIT_NAMES.get(row[split_column].strip().lower()) for row in rows] if split_column in header else None
+    skipped = 0
+    if as_bool(skip_bad_images):
+        paths, (labels, groups, given), skipped = drop_unreadable(
+            paths, list(labels), groups or [None] * len(paths), given or [None] * len(paths))
+        labels = np.asarray(labels)
+        groups = groups if group_column in header else None
+        given = given if split_column in header else None
+    indices = _split_indices(table, given, groups, labels, task, int(seed), float(val_fraction), float(test_fraction))
+    splits = {name: file_split([paths[i] for i in idx], np.asarray(labels)[idx],
+                               [groups[i] for i in idx] if groups else None)
+              for name, idx in indices.items() if len(idx) or name == "train"}
+    info = {"csv": str(table), "skipped_images": skipped}
+    if image_size:
+        info["image_size"] = int(image_size)
+    return TxDataset("csv", names, splits, task=task, description=f"images listed in {table}", info=info)
+
+
+def _csv_path(root) -> Path:
+    if not root:
+        raise DataError("csv needs --data-root pointing to the CSV file (columns path,label[,split][,group])")
+    path = Path(root).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: CSV file not found; --data-root must be the CSV file with columns "
+                        f"path,label[,split][,group]")
+    return path
+
+
+def _read(table: Path) -> tuple[list[dict], list[str]]:
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{table}: not a readable CSV file ({exc})") from None
+    if not rows:
+        raise DataError(f"{table}: no rows; expected a header line and one row per image")
+    return rows, header
+
+
+def _require_columns(table: Path, header: list[str], needed: list[str]) -> None:
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise DataError(f"{table}: no column {missing[0]!r} in the header ({','.join(header)}); rename it or pass "
+                        f"--data-option path_column=NAME / label_column=NAME")
+
+
+def _labels(table: Path, rows: list[dict], column: str, classes: str | None):
+    cells = [row[column].strip() for row in rows]
+    if any("|" in c for c in cells):
+        names = classes.split(",") if classes else sorted({x for c in cells for x in c.split("|") if x})
+        labels = np.zeros((len(cells), len(names)), dtype=np.float32)
+        for i, cell in enumerate(cells):
+            for name in filter(None, cell.split("|")):
+                labels[i, _index(table, names, name, i)] = 1.0
+        return names, labels, "multilabel"
+    if classes:
+        names = classes.split(",")
+    elif all(c.lstrip("-").isdigit() for c in cells):
+        names = [str(k) for k in range(max(int(c) for c in cells) + 1)]
+    else:
+        names = sorted(set(cells))
+    return names, np.array([_index(table, names, c, i) for i, c in enumerate(cells)]), "multiclass"
+
+
+def _index(table: Path, names: list[str], value: str, row: int) -> int:
+    if value in names:
+        return names.index(value)
+    raise DataError(f"{table}: row {row + 2} has label {value!r}, which is out of range for classes "
+                    f"{','.join(names)}; fix the row or the --data-option classes list")
+
+
+def _binary_columns(table: Path, rows: list[dict], names: list[str]) -> np.ndarray:
+    labels = np.full((len(rows), len(names)), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        for k, name in enumerate(names):
+            cell = row[name].strip()
+            if cell in ("1", "1.0", "0", "0.0"):
+                labels[i, k] = float(cell)
+            elif cell:
+                raise DataError(f"{table}: row {i + 2}, column {name!r} is {cell!r}; expected 0, 1 or empty")
+    return labels
+
+
+def _split_indices(table, given, groups, labels, task, seed, val, test) -> dict[str, np.ndarray]:
+    if given is not None:
+        if any(g is None for g in given):
+            raise DataError(f"{table}: the split column has values other than train/val/test")
+        given = np.asarray(given)
+        if groups:
+            _check_disjoint(table, given, np.asarray(groups))
+        return {name: np.flatnonzero(given == name) for name in ("train", "val", "test")}
+    strata = labels if task == "multiclass" else np.nan_to_num(labels).argmax(axis=1)
+    return group_split(len(labels), groups, np.asarray(strata), seed, val, test)
+
+
+def _check_disjoint(table, given: np.ndarray, groups: np.ndarray) -> None:
+    for g in np.unique(groups):
+        sides = set(given[groups == g])
+        if len(sides) > 1:
+            raise DataError(f"{table}: group {g!r} appears in {' and '.join(sorted(sides))}; one patient must "
+                            f"stay in one split (fix the split column)")

@@ -1,0 +1,1 @@
+"""Training engine: config, data, network building, the loop, checkpoints and metrics."""

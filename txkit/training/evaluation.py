@@ -1,0 +1,64 @@
+"""Evaluate and predict with a finished run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from txkit.datasets.base import load_gray
+from txkit.errors import TxkitError
+from txkit.network import TxNet
+from txkit.training import checkpoint as ckpt
+from txkit.training import runs
+from txkit.training.build import build_network, build_strategy
+from txkit.training.data import TensorSplit, make_loader, resize_gray
+from txkit.training.engine import load_dataset
+from txkit.training.metrics import compute_metrics, plot_roc, probabilities
+
+
+def load_run(run_dir: str | Path) -> tuple[TxNet, dict]:
+    """The run's network with its best weights, and its config.json."""
+    run = Path(run_dir)
+    cfg, meta = runs.load_run_config(run)
+    weights = run / runs.WEIGHTS
+    if not weights.exists():
+        raise TxkitError(f"{weights}: not found; the run has no finished epoch yet (resume it with "
+                         f"txkit train --resume {run})")
+    net = build_network(cfg, meta["resolved"]["num_classes"], build_strategy(cfg), load_weights=False)
+    net.load_state_dict(ckpt.load_tensors(weights))
+    return net.eval(), meta
+
+
+@torch.no_grad()
+def evaluate_run(run_dir: str | Path, split: str = "test", batch_size: int = 64) -> dict:
+    net, meta = load_run(run_dir)
+    cfg, resolved = runs.load_run_config(run_dir)[0], meta["resolved"]
+    dataset = load_dataset(cfg)
+    data = TensorSplit(dataset.split(split), resolved["image_size"], dataset.task)
+    logits, labels = [], []
+    for x, y in make_loader(data, batch_size, shuffle=False):
+        logits.append(net(x))
+        labels.append(y)
+    y_true, probs = torch.cat(labels).numpy(), probabilities(torch.cat(logits).numpy(), dataset.task)
+    metrics = compute_metrics(y_true, probs, dataset.classes, dataset.task)
+    roc = Path(run_dir) / f"roc_{split}.png"
+    plot_roc(y_true, probs, dataset.classes, dataset.task, roc, f"{cfg.backbone} / {cfg.strategy} ({split})")
+    metrics.update(split=split, classes=dataset.classes, roc_png=str(roc))
+    return metrics
+
+
+@torch.no_grad()
+def predict_images(run_dir: str | Path, images: list[str]) -> list[dict]:
+    net, meta = load_run(run_dir)
+    resolved = meta["resolved"]
+    out = []
+    for path in images:
+        pixels = resize_gray(load_gray(path), resolved["image_size"])
+        x = torch.tensor(pixels, dtype=torch.float32).div(255.0)[None, None]
+        probs = probabilities(net(x).numpy(), resolved["task"])[0]
+        top = int(np.argmax(probs))
+        out.append({"image": path, "prediction": resolved["classes"][top], "probability": float(probs[top]),
+                    "probabilities": dict(zip(resolved["classes"], map(float, probs)))})
+    return out

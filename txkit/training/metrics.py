@@ -1,0 +1,95 @@
+"""Classification metrics with scikit-learn, for multi-class and multi-label tasks, and the ROC plot."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    if task == "multilabel":
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], task: str) -> dict:
+    if task == "multilabel":
+        return _multilabel(y_true, probs, classes)
+    return _multiclass(y_true.astype(int), probs, classes)
+
+
+def _multiclass(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(classes)))
+    pred = probs.argmax(axis=1)
+    p, r, f, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    aucs = [_auc((y == k).astype(int), probs[:, k]) for k in labels]
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(np.mean(p)), "recall": float(np.mean(r)), "f1": float(np.mean(f)),
+        "auc": _mean(aucs),
+        "per_class": {c: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]),
+                          "auc": aucs[k], "support": int(support[k])} for k, c in enumerate(classes)},
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        "n": int(len(y)),
+    }
+
+
+def _multilabel(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    per_class, accs = {}, []
+    for k, c in enumerate(classes):
+        known = ~np.isnan(y[:, k])
+        truth, score = y[known, k].astype(int), probs[known, k]
+        pred = (score >= 0.5).astype(int)
+        p, r, f, _ = precision_recall_fscore_support(truth, pred, labels=[0, 1], zero_division=0)
+        accs.append(float((pred == truth).mean()) if len(truth) else float("nan"))
+        per_class[c] = {"precision": float(p[1]), "recall": float(r[1]), "f1": float(f[1]),
+                        "auc": _auc(truth, score), "support": int(truth.sum()),
+                        "confusion_matrix": confusion_matrix(truth, pred, labels=[0, 1]).tolist()}
+    mean = lambda key: _mean([v[key] for v in per_class.values()])  # noqa: E731
+    return {"accuracy": _mean(accs), "precision": mean("precision"), "recall": mean("recall"),
+            "f1": mean("f1"), "auc": mean("auc"), "per_class": per_class, "n": int(len(y))}
+
+
+def _auc(truth: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(truth)) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(roc_auc_score(truth, score))
+
+
+def _mean(values) -> float:
+    finite = [v for v in values if v == v]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def plot_roc(y_true: np.ndarray, probs: np.ndarray, classes: list[str], task: str, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for k, c in enumerate(classes):
+        truth = y_true[:, k] if task == "multilabel" else (y_true == k).astype(float)
+        known = ~np.isnan(truth)
+        if len(np.unique(truth[known])) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(truth[known].astype(int), probs[known, k])
+        ax.plot(fpr, tpr, label=f"{c} (AUC {_auc(truth[known].astype(int), probs[known, k]):.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

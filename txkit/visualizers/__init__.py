@@ -1,0 +1,1 @@
+"""Visualizers. The contract is in ``txkit.visualizers.base``."""
