@@ -33,6 +33,7 @@ class TxNet(nn.Module):
     def __init__(self, backbone: Backbone, colorizer: nn.Module | None = None, gray: str = "repeat"):
         super().__init__()
         spec = backbone.input
+        self.input_spec = spec
         self.backbone = backbone.model
         self.backbone_stages = backbone.stages
         self.head_path = f"backbone.{backbone.head}"
@@ -61,6 +62,17 @@ class TxNet(nn.Module):
         if self.colorizer is not None:
             x = self.post(self.colorizer(x))
         return x
+
+    def colorized(self, x: torch.Tensor) -> torch.Tensor:
+        """What the colorizer hands the backbone, mapped back to displayable RGB in [0, 1]."""
+        if self.colorizer is None:
+            raise TxkitError("this network has no colorizer (train with --colorizer NAME)")
+        out = self.colorizer(self.pre(x))
+        if getattr(self.colorizer, "output_kind", "learned") != "unit":
+            mean = torch.tensor(self.input_spec.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.input_spec.std, device=x.device).view(1, -1, 1, 1)
+            out = out * std + mean  # undo the normalisation the backbone's weights expect
+        return out.clamp(0, 1)
 
     # --- stages -------------------------------------------------------------------------------------
     def stages(self) -> list[tuple[str, list[str]]]:

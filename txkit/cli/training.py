@@ -167,4 +167,23 @@ def inspect_command(backbone, colorizer, gray, strategy, num_classes, freeze_col
     Console().print(table)
 
 
-COMMANDS = [train_command, evaluate_command, predict_command, inspect_command]
+@click.command("colorize")
+@click.argument("run_dir", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(), help="Output folder (default RUN_DIR/colorized).")
+@click.option("--json", "as_json", is_flag=True)
+def colorize_command(run_dir, images, out, as_json):
+    """Write the 3-channel images a run's trained colorizer produces, plus input/output panels."""
+    from pathlib import Path
+
+    from txkit.colorizers.render import colorize_images
+
+    written = colorize_images(run_dir, list(images), out or Path(run_dir) / "colorized")
+    if as_json:
+        click.echo(json.dumps(written, indent=2))
+        return
+    for item in written:
+        click.echo(f"{item['image']}: {item['colorized']}  panel {item['panel']}")
+
+
+COMMANDS = [train_command, evaluate_command, predict_command, inspect_command, colorize_command]

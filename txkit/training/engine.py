@@ -89,6 +89,7 @@ class Trainer:
         validate_names(cfg)
         self.device = resolve_device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
         self.strategy = build_strategy(cfg)
         self.dataset = load_dataset(cfg)
         check_nonempty(self.dataset)
@@ -170,8 +171,9 @@ class Trainer:
                 raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last "
                                     f"good checkpoint is kept in {self.run_dir}; lower --lr and resume or retrain")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             if self.schedule_name == "onecycle":
                 self.scheduler.step()
             total_loss += loss.item() * len(x)
@@ -236,7 +238,8 @@ class Trainer:
         scheduler = ckpt.split_tensors(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None
         ckpt.save_tensors(self.run_dir / runs.CHECKPOINT, tensors)
         ckpt.write_json(self.run_dir / runs.CHECKPOINT_STATE,
-                        {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler})
+                        {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler,
+                         "grad_scaler": self.scaler.state_dict()})
 
     def load_checkpoint(self) -> None:
         state_path = self.run_dir / runs.CHECKPOINT_STATE
@@ -250,6 +253,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.join_tensors(saved["optimizer"], tensors))
         if self.scheduler is not None and saved["scheduler"] is not None:
             self.scheduler.load_state_dict(ckpt.join_tensors(saved["scheduler"], tensors))
+        if saved.get("grad_scaler"):
+            self.scaler.load_state_dict(saved["grad_scaler"])
 
     def test_metrics(self) -> dict | None:
         if "test" not in self.dataset.splits or not (self.run_dir / runs.WEIGHTS).exists():

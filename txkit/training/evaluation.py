@@ -43,10 +43,33 @@ def evaluate_run(run_dir: str | Path, split: str = "test", batch_size: int = 64)
         labels.append(y)
     y_true, probs = torch.cat(labels).numpy(), probabilities(torch.cat(logits).numpy(), dataset.task)
     metrics = compute_metrics(y_true, probs, dataset.classes, dataset.task)
+    studies = dataset.split(split).studies
+    if studies is not None and dataset.task == "multiclass":
+        metrics["study_level"] = study_metrics(studies, y_true, probs, dataset.classes)
+        metrics["kappa"] = kappa(y_true, probs)
     roc = Path(run_dir) / f"roc_{split}.png"
     plot_roc(y_true, probs, dataset.classes, dataset.task, roc, f"{cfg.backbone} / {cfg.strategy} ({split})")
     metrics.update(split=split, classes=dataset.classes, roc_png=str(roc))
     return metrics
+
+
+def study_metrics(studies: np.ndarray, y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """Score each study by the mean probability of its images (the MURA protocol), plus Cohen's kappa."""
+    unique, index = np.unique(studies, return_inverse=True)
+    study_probs = np.zeros((len(unique), probs.shape[1]))
+    np.add.at(study_probs, index, probs)
+    study_probs /= np.bincount(index)[:, None]
+    study_labels = np.zeros(len(unique), dtype=int)
+    study_labels[index] = y_true
+    metrics = compute_metrics(study_labels, study_probs, classes, "multiclass")
+    metrics["kappa"] = kappa(study_labels, study_probs)
+    return metrics
+
+
+def kappa(y_true: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(y_true.astype(int), probs.argmax(axis=1)))
 
 
 @torch.no_grad()

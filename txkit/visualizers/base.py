@@ -159,30 +159,32 @@ def output_shapes(net: nn.Module, example: torch.Tensor, paths: Sequence[str] | 
 
 
 def default_layer(net: nn.Module, example: torch.Tensor) -> str:
-    """The last module with a spatial (N, C, h, w) output in the last stage before the head with a conv.
+    """The last module with a spatial output (N, C, h, w), h * w > 1, in the last stage before the head
+    that holds a conv (earlier conv stages if that one is already pooled to 1 x 1).
 
     For a TxNet that is e.g. ``backbone.layer4`` (ResNet), ``backbone.bn2`` (EfficientNet), the last
-    max-pool of conv5 (AlexNet, VGG). A module without stages falls back to its last leaf module
-    with a spatial output.
+    max-pool of conv5 (AlexNet, VGG), ``backbone.features.norm5`` (DenseNet). A module without stages uses
+    its leaf modules in call order. A 1 x 1 layer is chosen only when nothing larger exists.
     """
-    candidates = _last_conv_stage(net)
-    shapes = output_shapes(net, example, candidates)
-    order = candidates if candidates is not None else list(shapes)
-    leaves = {name for name, m in net.named_modules() if not any(True for _ in m.children())}
-    for path in reversed(order):
-        spatial = len(shapes.get(path, ())) == 4
-        if spatial and (candidates is not None or path in leaves):
-            return path
-    raise TxkitError("found no layer with a spatial output to visualize; pass --layer")
+    stages = _conv_stages(net)
+    if stages:
+        shapes = output_shapes(net, example, [p for paths in stages for p in paths])
+        ordered = [p for paths in stages for p in reversed(paths)]
+    else:
+        shapes = output_shapes(net, example)
+        leaves = {name for name, m in net.named_modules() if name and not any(True for _ in m.children())}
+        ordered = [p for p in reversed(shapes) if p in leaves]
+    spatial = [p for p in ordered if len(shapes.get(p, ())) == 4]
+    if not spatial:
+        raise TxkitError("found no layer with a spatial output to visualize; pass --layer")
+    return next((p for p in spatial if shapes[p][2] * shapes[p][3] > 1), spatial[0])
 
 
-def _last_conv_stage(net: nn.Module) -> list[str] | None:
-    stages = stages_of(net)
+def _conv_stages(net: nn.Module) -> list[list[str]]:
+    """Module paths of the stages before the head that hold a conv, the last stage first."""
     modules = dict(net.named_modules())
-    for _, paths in reversed(stages[:-1]):
-        if any(isinstance(m, nn.modules.conv._ConvNd) for p in paths for m in modules[p].modules()):
-            return paths
-    return None
+    return [paths for _, paths in reversed(stages_of(net)[:-1])
+            if any(isinstance(m, nn.modules.conv._ConvNd) for p in paths for m in modules[p].modules())]
 
 
 class _Reached(Exception):

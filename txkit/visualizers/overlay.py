@@ -54,15 +54,22 @@ def jet_overlay(gray: np.ndarray, heat: np.ndarray, threshold: float = DEFAULT_T
     return to_uint8(np.where(shown, blended, base))
 
 
-def background_distance(maps: np.ndarray) -> np.ndarray:
-    """Heat of signed reconstructions shown min-max: distance from the background level, scaled to [0, 1].
+def reconstruction_heat(maps: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """Heat of signed reconstructions shown min-max (N, H, W): how far each pixel is from the background.
 
-    Most pixels of a reconstruction are background, so the median of the displayed map is where zero went.
+    Most pixels of a reconstruction are background, so the median of a displayed map is where zero went.
+    The distance is blurred (sigma 1% of the image side, so scattered edge pixels become regions) and
+    scaled so that its ``percentile`` maps to 1 (a few extreme pixels do not wash out the rest).
     """
+    from scipy.ndimage import gaussian_filter
+
     maps = np.asarray(maps, dtype=np.float64)
-    distance = np.abs(maps - np.median(maps.reshape(len(maps), -1), axis=1)[:, None, None])
-    peak = distance.reshape(len(maps), -1).max(axis=1)[:, None, None]
-    return np.where(peak > 0, distance / np.where(peak > 0, peak, 1), 0.0)
+    out = np.empty_like(maps)
+    for i, image in enumerate(maps):
+        distance = gaussian_filter(np.abs(image - np.median(image)), sigma=max(1.0, min(image.shape) / 100))
+        top = np.percentile(distance, percentile)
+        out[i] = np.clip(distance / top, 0.0, 1.0) if top > 0 else 0.0
+    return out
 
 
 def tile(maps: np.ndarray, columns: int | None = None, pad: int = 1, fill: float = 1.0) -> np.ndarray:

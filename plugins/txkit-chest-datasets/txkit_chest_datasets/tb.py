@@ -1,0 +1,89 @@
+"""`montgomery` and `shenzhen`: the NLM tuberculosis chest X-ray sets (Jaeger et al. 2014) as distributed.
+
+    MontgomerySet/CXR_png/MCUCXR_0001_0.png       ChinaSet_AllFiles/CXR_png/CHNCXR_0001_0.png
+
+The last digit of the file name is the label (0 normal, 1 TB). Each file is one patient. Splits are seeded and
+class-proportional, 70/20/10 as in Sivaramakrishnan et al. (2018).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from txkit.datasets.base import TxDataset
+from txkit.datasets.files import as_bool, drop_unreadable, file_split, group_split, require_dir
+from txkit.errors import DataError
+from txkit_chest_datasets.options import as_fraction, as_int, reject_unknown
+
+CLASSES = ["normal", "tuberculosis"]
+SETS = {"montgomery": ("MontgomerySet", "MCUCXR", "138 images: 80 normal, 58 TB"),
+        "shenzhen": ("ChinaSet_AllFiles", "CHNCXR", "662 images: 326 normal, 336 TB")}
+OPTIONS = ("seed", "val_fraction", "test_fraction", "skip_bad_images", "image_size")
+
+
+def build_montgomery(root=None, **options) -> TxDataset:
+    return build("montgomery", root, **options)
+
+
+def build_shenzhen(root=None, **options) -> TxDataset:
+    return build("shenzhen", root, **options)
+
+
+def build(name: str, root=None, seed=0, val_fraction=0.2, test_fraction=0.1, skip_bad_images=False, image_size=None,
+          **unknown) -> TxDataset:
+    reject_unknown(name, unknown, OPTIONS)
+    val = as_fraction(name, "val_fraction", val_fraction, open_low=True)
+    test = as_fraction(name, "test_fraction", test_fraction)
+    seed = as_int(name, "seed", seed)
+    if val + test >= 1:
+        raise DataError(f"{name}: val_fraction + test_fraction must be below 1, got {val + test:g}")
+    folder = image_folder(name, root)
+    paths, labels = scan(name, folder)
+    skipped = 0
+    if as_bool(skip_bad_images):
+        paths, (labels,), skipped = drop_unreadable(paths, labels)
+    labels, patients = np.asarray(labels, dtype=np.int64), [p.stem[:-2] for p in paths]
+    parts = group_split(len(paths), patients, labels, seed, val=val, test=test)
+    splits = {split: file_split([paths[i] for i in rows], labels[rows], [patients[i] for i in rows])
+              for split, rows in parts.items() if len(rows) or split == "train"}
+    info = {"root": str(folder), "skipped_images": skipped, "official_counts": SETS[name][2],
+            "split": f"{1 - val - test:g}/{val:g}/{test:g} train/val/test, class-proportional, seed {seed}"}
+    if image_size:
+        info["image_size"] = as_int(name, "image_size", image_size)
+    return TxDataset(name, list(CLASSES), splits, description=f"{SETS[name][0]} tuberculosis chest X-rays",
+                     info=info)
+
+
+def layout(name: str) -> str:
+    folder, prefix, _ = SETS[name]
+    return f"{folder}/CXR_png/{prefix}_0001_0.png ... (last digit: 0 normal, 1 TB)"
+
+
+def image_folder(name: str, root) -> Path:
+    """CXR_png/ under --data-root, under --data-root/<official folder>/, or --data-root itself."""
+    folder = require_dir(root, layout(name))
+    for candidate in (folder / "CXR_png", folder / SETS[name][0] / "CXR_png"):
+        if candidate.is_dir():
+            return candidate
+    if folder.name == "CXR_png":
+        return folder
+    raise DataError(f"{folder / 'CXR_png'}: folder not found; --data-root must point to {layout(name)}")
+
+
+def scan(name: str, folder: Path) -> tuple[list[Path], list[int]]:
+    prefix = SETS[name][1]
+    pattern = re.compile(rf"^{prefix}_\d{{4}}_([01])\.png$", re.IGNORECASE)
+    paths, labels = [], []
+    for path in sorted(folder.glob("*.png")):
+        match = pattern.match(path.name)
+        if match is None:
+            raise DataError(f"{path}: file name does not follow {prefix}_NNNN_0.png / {prefix}_NNNN_1.png, so it "
+                            f"has no label; move it out of {folder}")
+        paths.append(path)
+        labels.append(int(match.group(1)))
+    if not paths:
+        raise DataError(f"{folder}: no {prefix}_NNNN_L.png images; expected {layout(name)}")
+    return paths, labels

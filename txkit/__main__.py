@@ -1,0 +1,3 @@
+from txkit.cli.main import main
+
+main()
