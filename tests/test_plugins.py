@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, make_distribution, pythonpath, run_txkit
+from helpers import ROOT, make_distribution, pythonpath, run_txkit
 
 from txkit.registry import KINDS
 

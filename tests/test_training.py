@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import PNEUMONIAMNIST, run_txkit
+from helpers import PNEUMONIAMNIST, run_txkit
 
 from txkit.errors import DataError, TxkitError, WeightsError
 from txkit.training import session
@@ -284,3 +284,33 @@ def test_imagenet_full_beats_scratch_on_real_pneumoniamnist(tmp_path, capsys):
         print(f"\nPneumoniaMNIST test AUC, efficientnet_lite0, 3 epochs on 25 % of train: "
               f"full (ImageNet) {full:.4f}  scratch {scratch:.4f}")
     assert full > scratch + 0.03
+
+
+# --- colorizers across runs ----------------------------------------------------------------------------
+
+NIH_IMAGE = PNEUMONIAMNIST.parent / "nih-cxr14-samples" / "00000001_000.png"
+
+
+def test_colorize_writes_the_colorizer_images_and_a_panel(tmp_path, tiny_cfg):
+    run_dir, _ = session.train(tiny_cfg(epochs=1, colorizer="pixelshuffle", strategy="colorizer"), tmp_path / "run")
+    result = run_txkit("colorize", str(run_dir), str(NIH_IMAGE), "--out", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    [item] = json.loads(result.stdout)
+    with Image.open(item["colorized"]) as image:
+        assert image.mode == "RGB" and image.size == (32, 32)
+    assert Image.open(item["panel"]).size[0] > 600
+    assert result.returncode == 0
+    no_colorizer, _ = session.train(tiny_cfg(epochs=1), tmp_path / "plain")
+    failed = run_txkit("colorize", str(no_colorizer), str(NIH_IMAGE))
+    assert failed.returncode == 1 and "has no colorizer" in failed.stderr
+
+
+def test_colorizer_from_another_run_can_be_frozen(tmp_path, tiny_cfg):
+    first, _ = session.train(tiny_cfg(epochs=1, colorizer="conv1x1", strategy="colorizer"), tmp_path / "first")
+    second, _ = session.train(tiny_cfg(epochs=1, colorizer="conv1x1", colorizer_from=str(first),
+                                       freeze_colorizer=True, strategy="full"), tmp_path / "second")
+    a, b = tensors(first / "model.safetensors"), tensors(second / "model.safetensors")
+    assert torch.equal(a["colorizer.conv.weight"], b["colorizer.conv.weight"])
+    assert not torch.equal(a["backbone.fc.weight"], b["backbone.fc.weight"])
+    with pytest.raises(WeightsError, match="pass --colorizer conv1x1"):
+        session.train(tiny_cfg(epochs=1, colorizer="deconv", colorizer_from=str(first)), tmp_path / "third")

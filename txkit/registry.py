@@ -62,7 +62,7 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         if name in self.conflicts:
-            sources = " and ".join(repr(e.provided_by) for e in self.conflicts[name])
+            sources = " and ".join(repr(p) for p in sorted(e.provided_by for e in self.conflicts[name]))
             raise TxkitError(f"{self.kind} {name!r} is registered by both {sources}; "
                              f"uninstall one or limit plugins with TXKIT_PLUGINS")
         if name in self.entries:

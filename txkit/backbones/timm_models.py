@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import re
+
 from torch import nn
 
 from txkit.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, InputSpec
 from txkit.errors import TxkitError
 
 _STAGE_CONTAINERS = {"blocks": "block", "stages": "stage", "layers": "layer", "features": "feature"}
+_STAGE_NAME = re.compile(r"^(layer|stage|block|denseblock|features)_?\d+$")
 
 
 def timm_stages(model: nn.Module, head: str) -> list[tuple[str, list[str]]]:
-    """stem, one stage per element of the model's block container, neck, head."""
+    """stem, one stage per block of the model (a numbered child or an element of its block container),
+    neck, head."""
     head_top = head.split(".")[0]
     stages, pending = [], []
     for name, child in model.named_children():
         if name == head_top:
             continue
         if name in _STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
-            if pending:
-                stages.append(("stem", pending))
-                pending = []
+            _flush(stages, pending)
             stages.extend((f"{_STAGE_CONTAINERS[name]}{i + 1}", [f"{name}.{i}"]) for i in range(len(child)))
+        elif _STAGE_NAME.match(name):
+            _flush(stages, pending)
+            stages.append((name, [name]))
         else:
             pending.append(name)
     if pending:
         stages.append(("neck" if stages else "stem", pending))
     stages.append(("head", [head_top]))
     return stages
+
+
+def _flush(stages: list, pending: list) -> None:
+    """Modules collected before the first block form the stem; between blocks they join the previous one."""
+    if pending and not stages:
+        stages.append(("stem", list(pending)))
+    elif pending:
+        stages[-1][1].extend(pending)
+    pending.clear()
 
 
 def from_timm_model(model: nn.Module, num_classes: int, pretrained: str | None,

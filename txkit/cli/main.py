@@ -39,9 +39,9 @@ def build_cli() -> click.Group:
     """The command group with the built-in commands and those plugins add (done once per process)."""
     global _built
     if not _built:
-        from txkit.cli import data, listing, training
+        from txkit.cli import data, experiment, listing, training, visualize
 
-        for module in (listing, training, data):
+        for module in (listing, training, data, visualize, experiment):
             for command in module.COMMANDS:
                 cli.add_command(command)
         _add_plugin_commands()

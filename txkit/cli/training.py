@@ -116,6 +116,11 @@ def evaluate_command(run_dir, split, as_json):
         console.print("confusion matrix (rows = truth, columns = prediction):")
         for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
             console.print(f"  {name:>16} " + " ".join(f"{v:5d}" for v in row))
+    if "study_level" in metrics:
+        study = metrics["study_level"]
+        console.print(f"image-level kappa {_fmt(metrics['kappa'])}; study-level ({study['n']} studies, mean image "
+                      f"probability): accuracy {_fmt(study['accuracy'])}, AUC {_fmt(study['auc'])}, "
+                      f"kappa {_fmt(study['kappa'])}")
     console.print(f"ROC curves: {metrics['roc_png']}")
 
 

@@ -31,17 +31,10 @@ def load_run(run_dir: str | Path) -> tuple[TxNet, dict]:
     return net.eval(), meta
 
 
-@torch.no_grad()
 def evaluate_run(run_dir: str | Path, split: str = "test", batch_size: int = 64) -> dict:
-    net, meta = load_run(run_dir)
-    cfg, resolved = runs.load_run_config(run_dir)[0], meta["resolved"]
-    dataset = load_dataset(cfg)
-    data = TensorSplit(dataset.split(split), resolved["image_size"], dataset.task)
-    logits, labels = [], []
-    for x, y in make_loader(data, batch_size, shuffle=False):
-        logits.append(net(x))
-        labels.append(y)
-    y_true, probs = torch.cat(labels).numpy(), probabilities(torch.cat(logits).numpy(), dataset.task)
+    predicted = predict_split(run_dir, split, batch_size)
+    y_true, probs, dataset = predicted["y_true"], predicted["probs"], predicted["dataset"]
+    cfg = runs.load_run_config(run_dir)[0]
     metrics = compute_metrics(y_true, probs, dataset.classes, dataset.task)
     studies = dataset.split(split).studies
     if studies is not None and dataset.task == "multiclass":
@@ -85,3 +78,18 @@ def predict_images(run_dir: str | Path, images: list[str]) -> list[dict]:
         out.append({"image": path, "prediction": resolved["classes"][top], "probability": float(probs[top]),
                     "probabilities": dict(zip(resolved["classes"], map(float, probs)))})
     return out
+
+
+@torch.no_grad()
+def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64) -> dict:
+    """Labels and predicted probabilities of one split with the run's best weights (for ROC curves across runs)."""
+    net, meta = load_run(run_dir)
+    cfg, resolved = runs.load_run_config(run_dir)[0], meta["resolved"]
+    dataset = load_dataset(cfg)
+    data = TensorSplit(dataset.split(split), resolved["image_size"], dataset.task)
+    logits, labels = [], []
+    for x, y in make_loader(data, batch_size, shuffle=False):
+        logits.append(net(x))
+        labels.append(y)
+    return {"y_true": torch.cat(labels).numpy(), "probs": probabilities(torch.cat(logits).numpy(), dataset.task),
+            "classes": dataset.classes, "task": dataset.task, "dataset": dataset}

@@ -23,7 +23,8 @@ class RunInterrupted(TxkitError):
 def progress_bar(console: Console) -> Progress:
     return Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[val]}"),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False,
+                    refresh_per_second=2)
 
 
 def train(cfg: TrainConfig, out: str | None = None, console: Console | None = None) -> tuple[Path, dict]:

@@ -1,8 +1,9 @@
 """The 3-channel output of a network's colorizer (what the backbone sees in place of RGB).
 
-The map (contract) is one channel (``channel`` 0, 1 or 2) min-max scaled, or by default the luminance
-of the colour picture; ``extra_images`` gives the colour picture itself, the three channels min-max
-scaled together so their balance shows.
+The colour picture is ``TxNet.colorized``, the same image `txkit colorize` writes: a learned colorizer's
+output mapped back through the backbone's normalisation to RGB in [0, 1]. The map (contract) is one
+channel (``channel`` 0, 1 or 2) min-max scaled, or by default the luminance of the colour picture;
+``extra_images`` gives the colour picture itself.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ LUMINANCE = (0.299, 0.587, 0.114)
 
 
 def colorizer_output(net, images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W): the colorizer applied to the input as TxNet does it, before the backbone's normalisation."""
+    """(N, 3, H, W) in [0, 1]: what the colorizer hands the backbone, as displayable RGB."""
     colorizer = getattr(net, "colorizer", None)
     if colorizer is None:
         raise TxkitError("colorizer-output: this network has no colorizer (gray goes to the backbone by "
                          "repeat/sum); use a run trained with --colorizer")
     with preserved(net), torch.no_grad():
-        out = colorizer(net.pre(images))
+        out = net.colorized(images)
     return upsample(out.float(), tuple(images.shape[-2:]))
 
 
 def rgb_pictures(out: torch.Tensor) -> np.ndarray:
-    """(N, H, W, 3) in [0, 1], the channels scaled together per image."""
-    return normalise(out).transpose(0, 2, 3, 1)
+    """(N, H, W, 3) in [0, 1]."""
+    return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
 class ColorizerOutput:

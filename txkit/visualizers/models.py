@@ -39,26 +39,31 @@ def subject_from_run(run_dir: str | Path) -> Subject:
 
 def network_from_weights(backbone: str, weights: str = "imagenet", num_classes: int | None = None) -> TxNet:
     """A TxNet of ``backbone`` with ``weights`` (imagenet, none, a file or a run directory)."""
-    from txkit.plugins import create
-    from txkit.training.build import build_network
-    from txkit.training.config import TrainConfig
-
-    keep_imagenet_head = weights == "imagenet" and num_classes in (None, IMAGENET_CLASSES)
-    count = num_classes or (IMAGENET_CLASSES if weights == "imagenet" else DEFAULT_CLASSES)
-    net = build_network(TrainConfig(backbone=backbone, weights=weights), count, create("strategy", "full"))
-    if keep_imagenet_head:
-        head = net.get_submodule(net.head_path)
-        head.load_state_dict(imagenet_head_state(backbone, net.head_path[len("backbone."):]))
-    return net.eval()
+    return _build(backbone, weights, num_classes)[0]
 
 
 def subject_from_weights(backbone: str, weights: str = "imagenet", num_classes: int | None = None,
                          image_size: int | None = None) -> Subject:
-    from txkit.plugins import create
+    net, native_size = _build(backbone, weights, num_classes)
+    source = weights if weights in ("imagenet", "none") else Path(weights).name
+    return Subject(f"{backbone} ({source})", net, image_size or native_size)
 
-    net = network_from_weights(backbone, weights, num_classes)
-    size = image_size or create("backbone", backbone, num_classes=1, pretrained=False).input.size
-    return Subject(f"{backbone} ({Path(weights).name if weights not in ('imagenet', 'none') else weights})", net, size)
+
+def _build(backbone: str, weights: str, num_classes: int | None) -> tuple[TxNet, int]:
+    """The network as ``build_network`` makes it (gray repeated, no colorizer) and its native input size."""
+    from txkit.plugins import create
+    from txkit.training.build import load_backbone_weights
+
+    keep_imagenet_head = weights == "imagenet" and num_classes in (None, IMAGENET_CLASSES)
+    count = num_classes or (IMAGENET_CLASSES if weights == "imagenet" else DEFAULT_CLASSES)
+    spec = create("backbone", backbone, num_classes=count, pretrained=weights == "imagenet")
+    net = TxNet(spec)
+    if weights not in ("imagenet", "none"):
+        load_backbone_weights(net, weights, backbone)
+    if keep_imagenet_head:
+        head = net.get_submodule(net.head_path)
+        head.load_state_dict(imagenet_head_state(backbone, net.head_path[len("backbone."):]))
+    return net.eval(), spec.input.size
 
 
 def imagenet_head_state(backbone: str, head: str) -> dict[str, torch.Tensor]:

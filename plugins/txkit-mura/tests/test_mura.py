@@ -107,3 +107,16 @@ def test_registered_by_this_distribution_without_importing_torch():
     code = ("import sys, txkit_mura; from txkit.plugins import registry; registry('dataset'); "
             "import txkit_mura.mura; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TXKIT_PLUGINS": "txkit-mura"})
+
+
+def test_evaluate_scores_studies_by_mean_image_probability_with_kappa(tree, tmp_path):
+    from txkit.training import session
+    from txkit.training.config import TrainConfig
+    from txkit.training.evaluation import evaluate_run
+
+    cfg = TrainConfig(dataset="mura", data_root=str(tree), backbone="resnet18", weights="none", strategy="full",
+                      epochs=1, batch_size=8, image_size=32, device="cpu")
+    run_dir, _ = session.train(cfg, tmp_path / "run")
+    metrics = evaluate_run(run_dir, "test")
+    assert metrics["n"] == 6 and metrics["study_level"]["n"] == 3
+    assert -1 <= metrics["kappa"] <= 1 and -1 <= metrics["study_level"]["kappa"] <= 1

@@ -1,0 +1,137 @@
+"""The grid expanded into runs: every cell at every seed, plus the earlier stages the cells need.
+
+A run is keyed by a hash of its resolved training config (an earlier stage it reads counts by that
+stage's key, not by its path), so two cells that need the same stage share one run of it, and editing
+the file only adds runs for what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from txkit.experiments.spec import RUN_REFERENCES, Experiment, StrategyEntry, stage_reference
+from txkit.training.config import TrainConfig
+
+PLAN_FILE = "plan.json"
+NOT_IN_KEY = ("device", "num_workers")  # change where and how fast a run trains, not what it learns
+
+
+@dataclass
+class PlannedRun:
+    id: str
+    kind: str  # "stage" or "cell"
+    directory: str  # relative to the experiment directory
+    config: dict  # TrainConfig fields; an earlier stage appears as the absolute path of its run directory
+    needs: list[str] = field(default_factory=list)  # ids of the runs whose directories this one reads
+    cell: dict | None = None  # for cells: strategy (the label), colorizer, backbone, fraction, fixed axes
+    seed: int = 0
+
+
+@dataclass
+class Plan:
+    experiment: str
+    runs: list[PlannedRun]  # every run comes after the runs it needs
+    overrides: dict[str, str] = field(default_factory=dict)  # `--set` options the runs were planned with
+
+    def by_id(self) -> dict[str, PlannedRun]:
+        return {run.id: run for run in self.runs}
+
+    def cells(self) -> list[PlannedRun]:
+        return [run for run in self.runs if run.kind == "cell"]
+
+    def save(self, root: Path) -> None:
+        from txkit.training.checkpoint import write_json
+
+        write_json(root / PLAN_FILE, {"experiment": self.experiment, "overrides": self.overrides,
+                                      "runs": [asdict(r) for r in self.runs]})
+
+    @classmethod
+    def load(cls, root: Path) -> "Plan":
+        data = json.loads((root / PLAN_FILE).read_text())
+        return cls(data["experiment"], [PlannedRun(**run) for run in data["runs"]], data.get("overrides", {}))
+
+
+def expand(experiment: Experiment, root: Path, overrides: dict[str, str] | None = None) -> Plan:
+    planner = _Planner(experiment, Path(root).resolve())
+    for seed in experiment.seeds:
+        for entry in experiment.strategies:
+            for colorizer in _axis(entry, "colorizer", experiment.colorizers):
+                for backbone in _axis(entry, "backbone", experiment.backbones):
+                    for fraction in experiment.fractions:
+                        planner.add_cell(entry, colorizer, backbone, fraction, seed)
+    return Plan(experiment.name, list(planner.runs.values()), dict(overrides or {}))
+
+
+def _axis(entry: StrategyEntry, axis: str, values: list) -> list:
+    if not entry.fixes(axis):
+        return values
+    value = entry.overrides[axis]
+    return [None if value == "none" else value]
+
+
+def digest(identity: dict) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-")
+
+
+class _Planner:
+    def __init__(self, experiment: Experiment, root: Path):
+        self.experiment, self.root = experiment, root
+        self.runs: dict[str, PlannedRun] = {}  # insertion order is a valid training order
+
+    def add_cell(self, entry: StrategyEntry, colorizer: str | None, backbone: str, fraction: float,
+                 seed: int) -> None:
+        exp = self.experiment
+        settings = {**exp.defaults, **exp.target, **entry.overrides, "strategy": entry.strategy,
+                    "colorizer": colorizer, "backbone": backbone, "fraction": fraction, "seed": seed}
+        config, identity, needs = self._resolve(settings, backbone, seed)
+        crossed = colorizer if colorizer and not entry.fixes("colorizer") else None
+        name = slug("-".join(filter(None, [entry.label, crossed, backbone, f"r{fraction:g}", f"s{seed}"])))
+        run_id = f"{name}-{digest(identity)}"
+        cell = {"strategy": entry.label, "colorizer": colorizer, "backbone": backbone, "fraction": fraction,
+                "fixed": [axis for axis in ("colorizer", "backbone") if entry.fixes(axis)]}
+        self.runs.setdefault(run_id, PlannedRun(run_id, "cell", f"runs/{run_id}", config, needs, cell, seed))
+
+    def _stage(self, name: str, backbone: str, seed: int) -> PlannedRun:
+        stage = self.experiment.stages[name]
+        settings = {**self.experiment.defaults, **stage.settings, "backbone": backbone}
+        if stage.per_seed:
+            settings["seed"] = seed
+        config, identity, needs = self._resolve(settings, backbone, seed)
+        run_id = f"{slug(name)}-{digest(identity)}"
+        if run_id not in self.runs:
+            self.runs[run_id] = PlannedRun(run_id, "stage", f"stages/{run_id}", config, needs,
+                                           seed=config["seed"])
+        return self.runs[run_id]
+
+    def _resolve(self, settings: dict, backbone: str, seed: int) -> tuple[dict, dict, list[str]]:
+        """The full TrainConfig dict, the identity it is keyed by, and the stage runs it reads."""
+        settings = dict(settings)
+        if settings.get("colorizer") == "none":
+            settings["colorizer"] = None
+        if not _is_pretrained(settings.get("strategy", TrainConfig.strategy)):
+            settings["weights"] = "none"  # a scratch run reads no stage, so it must not wait for one
+        config = TrainConfig.from_dict(settings).to_dict()
+        identity = {k: v for k, v in config.items() if k not in NOT_IN_KEY}
+        needs = []
+        for key in RUN_REFERENCES:
+            name = stage_reference(config[key])
+            if name is not None:
+                upstream = self._stage(name, backbone, seed)
+                config[key] = str(self.root / upstream.directory)
+                identity[key] = f"stage:{upstream.id}"
+                needs.append(upstream.id)
+        return config, identity, needs
+
+
+def _is_pretrained(strategy: str) -> bool:
+    from txkit.plugins import create
+
+    return create("strategy", strategy).pretrained

@@ -1,0 +1,393 @@
+"""Experiment files: a TOML file read and checked into an ``Experiment``.
+
+Every problem is reported as one line naming the file, the table and the field. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from txkit.errors import TxkitError
+from txkit.training.config import TrainConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
+STAGE_REF = "stage:"
+TABLES = ("experiment", "defaults", "stages", "target", "grid", "report")
+AXES = {"strategy": "strategies", "colorizer": "colorizers", "backbone": "backbones", "seed": "seeds",
+        "fraction": "fractions"}
+GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions")
+REPORT_KEYS = ("compare", "plateau", "roc")
+RUN_REFERENCES = ("weights", "colorizer_from")  # fields that may name an earlier stage
+PATH_FIELDS = ("data_root", "weights", "colorizer_from")
+NO_COLORIZER = "none"
+
+
+class ExperimentFileError(TxkitError):
+    """A problem in an experiment file; the message names the file, the table and the field."""
+
+
+@dataclass
+class StrategyEntry:
+    """One value of the strategies axis: a label, a registered strategy and fields that only it changes.
+
+    A ``colorizer`` or ``backbone`` among the overrides fixes that axis for this entry (it is not crossed).
+    """
+
+    label: str
+    strategy: str
+    overrides: dict = field(default_factory=dict)
+
+    def fixes(self, axis: str) -> bool:
+        return axis in self.overrides
+
+
+@dataclass
+class Stage:
+    """An earlier stage (e.g. textures); trained once per backbone, or once per seed with ``per_seed``."""
+
+    name: str
+    settings: dict
+    per_seed: bool = False
+
+
+@dataclass
+class ReportOptions:
+    compare: list[tuple[str, str]] | None = None  # None: the default pairs (see report.default_pairs)
+    plateau: float = 0.5  # share of the last phase's epochs taken as the validation plateau
+    roc: bool = True
+
+
+@dataclass
+class Experiment:
+    path: Path
+    name: str
+    description: str
+    defaults: dict
+    stages: dict[str, Stage]
+    target: dict
+    strategies: list[StrategyEntry]
+    colorizers: list[str | None]
+    backbones: list[str]
+    seeds: list[int]
+    fractions: list[float]
+    report: ReportOptions
+
+    def strategy(self, label: str) -> StrategyEntry:
+        return next(s for s in self.strategies if s.label == label)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def load_experiment(path: str | Path, overrides: dict[str, str] | None = None) -> Experiment:
+    path = Path(path)
+    data = apply_overrides(read_toml(path), overrides or {})
+    check = Checker(path)
+    unknown = [k for k in data if k not in TABLES]
+    if unknown:
+        check.fail("top level", f"unknown table {unknown[0]!r}{_close(unknown[0], TABLES)}; tables: "
+                                f"{', '.join(TABLES)}")
+    for name in TABLES:
+        if name in data and not isinstance(data[name], dict):
+            check.fail(f"[{name}]", "must be a table")
+    experiment = _build(check, data)
+    _check_references(check, experiment)
+    _check_names(check, experiment)
+    return experiment
+
+
+def read_toml(path: Path) -> dict:
+    if tomllib is None:
+        raise ExperimentFileError("reading experiment files on Python 3.10 needs the package tomli: pip install tomli")
+    if not path.is_file():
+        raise ExperimentFileError(f"{path}: no such experiment file")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ExperimentFileError(f"{path}: not valid TOML: {exc}") from None
+
+
+def apply_overrides(data: dict, overrides: dict[str, str]) -> dict:
+    """`--set TABLE.FIELD=VALUE` on top of the file. VALUE is read as a TOML value (2, 0.5, true, [0, 1],
+    {seed = 3}) or else taken as a string; a relative path is relative to the current directory."""
+    for dotted, raw in overrides.items():
+        *tables, key = dotted.split(".")
+        if not tables or not all(tables) or not key:
+            raise ExperimentFileError(f"--set {dotted}={raw}: name a table and a field, e.g. target.data_root=PATH")
+        node = data
+        for name in tables:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ExperimentFileError(f"--set {dotted}={raw}: {name} is not a table")
+        node[key] = _override_value(key, raw)
+    return data
+
+
+def _override_value(key: str, raw: str):
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if key in PATH_FIELDS and isinstance(value, str) and value not in ("imagenet", "none") \
+            and stage_reference(value) is None:
+        value = str(Path(value).expanduser().resolve())
+    return value
+
+
+def _build(check: Checker, data: dict) -> Experiment:
+    meta = check.keys("[experiment]", data.get("experiment", {}), ("name", "description"))
+    defaults = check.config("[defaults]", data.get("defaults", {}))
+    target = check.config("[target]", data.get("target", {}), forbidden=tuple(AXES))
+    grid = check.keys("[grid]", data.get("grid", {}), GRID_KEYS)
+    if "strategies" not in grid:
+        check.fail("[grid]", "strategies is required, e.g. strategies = [\"full\", \"scratch\"]")
+    return Experiment(
+        path=check.path, name=check.text("[experiment] name", meta.get("name", check.path.stem)),
+        description=check.text("[experiment] description", meta.get("description", "")),
+        defaults=defaults, stages=_stages(check, data.get("stages", {})), target=target,
+        strategies=_strategies(check, grid["strategies"]),
+        colorizers=_colorizers(check, grid.get("colorizers", [defaults.get("colorizer", NO_COLORIZER)])),
+        backbones=check.names("[grid] backbones", grid.get("backbones", [defaults.get("backbone",
+                                                                                     TrainConfig.backbone)])),
+        seeds=_seeds(check, grid.get("seeds", [0])), fractions=_fractions(check, grid.get("fractions", [1.0])),
+        report=parse_report_options(check, data.get("report", {})))
+
+
+def _stages(check: Checker, table: dict) -> dict[str, Stage]:
+    stages = {}
+    for name, settings in table.items():
+        where = f"[stages.{name}]"
+        if not isinstance(settings, dict):
+            check.fail(where, "must be a table of training fields")
+        settings = dict(settings)
+        per_seed = settings.pop("per_seed", False)
+        if not isinstance(per_seed, bool):
+            check.fail(where, f"per_seed must be true or false, got {per_seed!r}")
+        config = check.config(where, settings, forbidden=("backbone",))
+        stages[name] = Stage(name, config, per_seed)
+    return stages
+
+
+def _strategies(check: Checker, values) -> list[StrategyEntry]:
+    where = "[grid] strategies"
+    entries = []
+    for item in check.list_of(where, values, (str, dict)):
+        if isinstance(item, str):
+            entries.append(StrategyEntry(item, item))
+            continue
+        item = dict(item)
+        if not isinstance(item.get("strategy"), str):
+            check.fail(where, f"entry {item!r} needs strategy = \"NAME\"")
+        strategy = item.pop("strategy")
+        label = check.text(where + " name", item.pop("name", strategy))
+        overrides = check.config(f"{where} entry {label!r}", item, forbidden=("seed", "fraction"))
+        entries.append(StrategyEntry(label, strategy, overrides))
+    labels = [e.label for e in entries]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        check.fail(where, f"label {twice[0]!r} is used twice; give one entry name = \"...\"")
+    return entries
+
+
+def _colorizers(check: Checker, values) -> list[str | None]:
+    names = check.names("[grid] colorizers", values if isinstance(values, list) else [values])
+    return [None if n == NO_COLORIZER else n for n in names]
+
+
+def _seeds(check: Checker, values) -> list[int]:
+    seeds = check.list_of("[grid] seeds", values, (int,))
+    if len(set(seeds)) < len(seeds):
+        check.fail("[grid] seeds", "a seed appears twice")
+    return seeds
+
+
+def _fractions(check: Checker, values) -> list[float]:
+    fractions = [float(v) for v in check.list_of("[grid] fractions", values, (int, float))]
+    for value in fractions:
+        if not 0 < value <= 1:
+            check.fail("[grid] fractions", f"{value} is outside (0, 1]")
+    if len(set(fractions)) < len(fractions):
+        check.fail("[grid] fractions", "a fraction appears twice")
+    return fractions
+
+
+def parse_report_options(check: Checker, table: dict) -> ReportOptions:
+    table = check.keys("[report]", table, REPORT_KEYS)
+    options = ReportOptions()
+    if "compare" in table:
+        pairs = check.list_of("[report] compare", table["compare"], (list,))
+        for pair in pairs:
+            if len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+                check.fail("[report] compare", f"each pair is two names, e.g. [\"full\", \"scratch\"]; got {pair!r}")
+        options.compare = [tuple(p) for p in pairs]
+    if "plateau" in table:
+        value = table["plateau"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            check.fail("[report] plateau", f"must be a share of the epochs in (0, 1], got {value!r}")
+        options.plateau = float(value)
+    if "roc" in table:
+        if not isinstance(table["roc"], bool):
+            check.fail("[report] roc", f"must be true or false, got {table['roc']!r}")
+        options.roc = table["roc"]
+    return options
+
+
+# ------------------------------------------------------------------------------------ cross-table checks
+
+def _check_references(check: Checker, experiment: Experiment) -> None:
+    """Every stage:NAME names a stage, and stages do not feed each other in a circle."""
+    sources = [(f"[stages.{s.name}]", s.settings) for s in experiment.stages.values()]
+    sources += [("[defaults]", experiment.defaults), ("[target]", experiment.target)]
+    sources += [(f"[grid] strategies entry {e.label!r}", e.overrides) for e in experiment.strategies]
+    for where, settings in sources:
+        for key in RUN_REFERENCES:
+            name = stage_reference(settings.get(key))
+            if name is not None and name not in experiment.stages:
+                check.fail(where, f"{key} = \"stage:{name}\" names no stage; stages: "
+                                  f"{', '.join(experiment.stages) or 'none defined'}")
+    for name in experiment.stages:
+        _check_no_cycle(check, experiment, name, [])
+
+
+def _check_no_cycle(check: Checker, experiment: Experiment, name: str, seen: list[str]) -> None:
+    if name in seen:
+        check.fail(f"[stages.{name}]", f"stages feed each other in a circle: {' -> '.join(seen + [name])}")
+    settings = {**experiment.defaults, **experiment.stages[name].settings}
+    for key in RUN_REFERENCES:
+        upstream = stage_reference(settings.get(key))
+        if upstream is not None:
+            _check_no_cycle(check, experiment, upstream, seen + [name])
+
+
+def _check_names(check: Checker, experiment: Experiment) -> None:
+    """Registered names, and colorizer strategies that would run without a colorizer."""
+    from txkit.plugins import create
+
+    tables = [("[defaults]", experiment.defaults), ("[target]", experiment.target)]
+    tables += [(f"[stages.{s.name}]", s.settings) for s in experiment.stages.values()]
+    for where, settings in tables:
+        check.registered(where, settings)
+    for backbone in experiment.backbones:
+        check.registered("[grid] backbones", {"backbone": backbone})
+    for colorizer in filter(None, experiment.colorizers):
+        check.registered("[grid] colorizers", {"colorizer": colorizer})
+    for entry in experiment.strategies:
+        where = f"[grid] strategies entry {entry.label!r}"
+        check.registered(where, {"strategy": entry.strategy, **entry.overrides})
+        colorizers = [entry.overrides.get("colorizer")] if entry.fixes("colorizer") else experiment.colorizers
+        if create("strategy", entry.strategy).needs_colorizer and None in colorizers:
+            check.fail(where, f"strategy {entry.strategy!r} needs a colorizer: add colorizer = \"NAME\" to the "
+                              f"entry or remove \"none\" from [grid] colorizers")
+
+
+def stage_reference(value) -> str | None:
+    """The stage named by ``stage:NAME``, else None."""
+    if isinstance(value, str) and value.startswith(STAGE_REF):
+        return value[len(STAGE_REF):]
+    return None
+
+
+# -------------------------------------------------------------------------------------------- the checker
+
+def _field_types() -> dict[str, type]:
+    names = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
+    return {f.name: names[str(f.type).split("|")[0].strip()] for f in fields(TrainConfig)}
+
+
+CONFIG_TYPES = _field_types()
+TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}
+
+
+def _close(name: str, choices) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _is(value, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+@dataclass
+class Checker:
+    path: Path
+
+    def fail(self, where: str, message: str):
+        raise ExperimentFileError(f"{self.path}: {where}: {message}")
+
+    def keys(self, where: str, table: dict, allowed: tuple[str, ...]) -> dict:
+        for key in table:
+            if key not in allowed:
+                self.fail(where, f"unknown field {key!r}{_close(key, allowed)}; fields: {', '.join(allowed)}")
+        return table
+
+    def text(self, where: str, value) -> str:
+        if not isinstance(value, str):
+            self.fail(where, f"must be a string, got {value!r}")
+        return value
+
+    def list_of(self, where: str, values, kinds: tuple[type, ...]) -> list:
+        if not isinstance(values, list) or not values:
+            self.fail(where, f"must be a non-empty list, got {values!r}")
+        for value in values:
+            if not any(_is(value, kind) for kind in kinds):
+                words = " or ".join(TYPE_WORDS.get(k, "a list") for k in kinds)
+                self.fail(where, f"each value must be {words}, got {value!r}")
+        return list(values)
+
+    def names(self, where: str, values) -> list[str]:
+        names = self.list_of(where, values, (str,))
+        if len(set(names)) < len(names):
+            self.fail(where, "a name appears twice")
+        return names
+
+    def config(self, where: str, table: dict, forbidden: tuple[str, ...] = ()) -> dict:
+        """Training fields (TrainConfig's), with their types checked and relative paths made absolute."""
+        out = {}
+        for key, value in table.items():
+            if key in forbidden:
+                self.fail(where, _forbidden_message(key))
+            if key not in CONFIG_TYPES:
+                self.fail(where, f"unknown field {key!r}{_close(key, CONFIG_TYPES)}; fields are those of "
+                                 f"`txkit train` (dataset, data_root, backbone, weights, strategy, epochs, ...)")
+            kind = CONFIG_TYPES[key]
+            if not _is(value, kind):
+                self.fail(where, f"{key} must be {TYPE_WORDS[kind]}, got {value!r}")
+            out[key] = self._absolute(key, value)
+        return out
+
+    def registered(self, where: str, settings: dict) -> None:
+        from txkit.plugins import registry
+
+        for kind in ("dataset", "backbone", "strategy", "colorizer"):
+            name = settings.get(kind)
+            if name is not None and name != NO_COLORIZER:
+                try:
+                    registry(kind).get(name)
+                except TxkitError as exc:
+                    self.fail(where, f"{kind}: {exc}")
+
+    def _absolute(self, key: str, value):
+        """Paths in the file are relative to the file, so an experiment runs from any directory."""
+        if key not in PATH_FIELDS or value in ("imagenet", "none") or stage_reference(value) is not None:
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (self.path.parent / path).resolve())
+
+
+def _forbidden_message(key: str) -> str:
+    if key == "backbone":
+        return "backbone cannot be set here: a stage takes the backbone of the cell that uses it"
+    return f"{key} is a grid axis: set [grid] {AXES[key]} instead"
