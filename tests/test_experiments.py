@@ -183,6 +183,12 @@ def test_set_overrides_fields_of_the_file(tmp_path, monkeypatch):
         load_experiment(path, {"grid.seeds": "[zero]"})
 
 
+def test_cli_rejects_a_set_option_without_value(tmp_path):
+    path = write_experiment(tmp_path, "[grid]\nstrategies = ['full']\n")
+    result = CliRunner().invoke(experiment_group, ["run", str(path), "--set", "grid.seeds"])
+    assert result.exit_code == 2 and "expected TABLE.FIELD=VALUE" in result.output
+
+
 def test_target_may_not_set_an_axis(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(TINY.replace("[target]", "[target]\nseed = 3") + "[grid]\nstrategies = ['full']\n")
@@ -221,6 +227,8 @@ def test_shared_stage_trains_once_and_report_matches_run_directories(tmp_path, c
     assert counts == {"done": 9}
     assert len(counted["train"]) == 9 and len(list((root / "stages").iterdir())) == 1
     plan = Plan.load(root)
+    kept = {run.cell["fraction"] for run in plan.cells() if (root / run.directory / "probabilities_test.npz").exists()}
+    assert kept == {1.0}  # predicted for the ROC plot, at the largest fraction only
 
     report = build_report(root)
     summaries, curves = {}, {}

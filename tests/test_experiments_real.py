@@ -3,7 +3,7 @@ checked for sanity: every cell present with all its seeds, no NaN, Wilcoxon test
 
 The whole file (3,882 training images) takes about 12 minutes with --jobs 2 on this project's two-core
 machines, too long for CI, so the test runs the same experiment file on a stratified, seeded subset of the
-same real file (600 train / 120 val / 200 test images, class proportions kept) through
+same real file (440 train / 100 val / 160 test images, class proportions kept) through
 `--set target.data_root=SUBSET`.
 """
 
@@ -21,7 +21,7 @@ from txkit.experiments.report import build_report
 from txkit.experiments.runner import run_experiment
 
 EXPERIMENT = ROOT / "examples" / "experiments" / "pneumoniamnist_ci.toml"
-SUBSET_SIZES = {"train": 600, "val": 120, "test": 200}
+SUBSET_SIZES = {"train": 440, "val": 100, "test": 160}
 STRATEGIES = ["scratch", "last-layer", "full", "colorizer"]
 FRACTIONS = [0.05, 0.2, 1.0]
 

@@ -96,7 +96,8 @@ class _Planner:
         name = slug("-".join(filter(None, [entry.label, crossed, backbone, f"r{fraction:g}", f"s{seed}"])))
         run_id = f"{name}-{digest(identity)}"
         cell = {"strategy": entry.label, "colorizer": colorizer, "backbone": backbone, "fraction": fraction,
-                "fixed": [axis for axis in ("colorizer", "backbone") if entry.fixes(axis)]}
+                "fixed": [axis for axis in ("colorizer", "backbone") if entry.fixes(axis)],
+                "roc": exp.report.roc and fraction == max(exp.fractions)}  # the report plots its ROC curve
         self.runs.setdefault(run_id, PlannedRun(run_id, "cell", f"runs/{run_id}", config, needs, cell, seed))
 
     def _stage(self, name: str, backbone: str, seed: int) -> PlannedRun:

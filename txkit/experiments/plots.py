@@ -27,7 +27,7 @@ def make_plots(out: Path, records: list, rows: list[dict], slopes: list[dict], r
         written.append(metric_vs_fraction(out / "metric_vs_fraction.png", rows, slopes))
     for fraction in sorted({r.cell[3] for r in records if r.done}):
         written.append(learning_curves(out / f"learning_curves_r{fraction:g}.png", records, fraction))
-    finished = [r for r in records if r.done]
+    finished = [r for r in records if r.done and math.isfinite(r.test["accuracy"])]  # runs with a test split
     if roc and finished:
         largest = max(r.cell[3] for r in finished)
         written.append(roc_curves(out / f"roc_r{largest:g}.png", [r for r in finished if r.cell[3] == largest],

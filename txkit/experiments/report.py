@@ -24,6 +24,7 @@ import numpy as np
 
 from txkit.errors import TxkitError
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun
+from txkit.experiments.predictions import probabilities_of_test_split
 from txkit.experiments.spec import Checker, ReportOptions, apply_overrides, parse_report_options, read_toml
 from txkit.experiments.state import DONE, ExperimentState
 
@@ -33,7 +34,6 @@ SLOPE_METRICS = (("test", "accuracy"), ("test", "f1"), ("test", "auc"), ("platea
                  ("plateau", "loss"))
 AXES = ("strategy", "colorizer", "backbone")
 REPORT_DIR = "report"
-PROBABILITIES = "probabilities_test.npz"
 
 
 @dataclass
@@ -106,8 +106,8 @@ def run_record(root: Path, run: PlannedRun, state: ExperimentState, plateau: flo
         record.test = {m: _number(test.get(m)) for m in METRICS}
         record.curve = read_curve(record.directory / "metrics.jsonl")
         record.plateau = plateau_values(record.curve, plateau)
-    else:
-        record.status = record.status if record.status != DONE else "missing"
+    elif record.done:
+        record.status = "missing"  # recorded as done, but its run directory is gone
     return record
 
 
@@ -321,18 +321,7 @@ def failures(records: list[RunRecord], plan: Plan, state: ExperimentState) -> li
 # -------------------------------------------------------------------------------------------- ROC input
 
 def probabilities(record: RunRecord) -> dict:
-    """Test labels and probabilities of a finished run, predicted once and kept in the run directory."""
-    path = record.directory / PROBABILITIES
-    if path.exists():
-        with np.load(path, allow_pickle=False) as data:
-            return {"y_true": data["y_true"], "probs": data["probs"], "classes": [str(c) for c in data["classes"]],
-                    "task": str(data["task"])}
-    from txkit.training.evaluation import predict_split
-
-    predicted = predict_split(record.directory, "test")
-    np.savez(path, y_true=predicted["y_true"], probs=predicted["probs"], classes=np.array(predicted["classes"]),
-             task=np.array(predicted["task"]))
-    return predicted
+    return probabilities_of_test_split(record.directory)
 
 
 # ---------------------------------------------------------------------------------------------- outputs

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from txkit.errors import TxkitError
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun, expand, slug
+from txkit.experiments.predictions import probabilities_of_test_split
 from txkit.experiments.spec import load_experiment
 from txkit.experiments.state import DONE, FAILED, INTERRUPTED, RUNNING, ExperimentState
 
@@ -136,7 +137,7 @@ def _run_here(todo: list[PlannedRun], state: ExperimentState, root: Path, displa
         state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
         display.started(run)
         try:
-            outcome = execute_run(run.config, str(root / run.directory), str(root / LOGS / f"{run.id}.log"))
+            outcome = execute_run(*_arguments(run, root))
         except KeyboardInterrupt:
             state.mark(run.id, INTERRUPTED)
             raise
@@ -179,9 +180,12 @@ def _submit_ready(pool, waiting: list[PlannedRun], active: dict, jobs: int, stat
             waiting.remove(run)
             state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
             display.started(run)
-            future = pool.submit(execute_run, run.config, str(root / run.directory),
-                                 str(root / LOGS / f"{run.id}.log"))
-            active[future] = run
+            active[pool.submit(execute_run, *_arguments(run, root))] = run
+
+
+def _arguments(run: PlannedRun, root: Path) -> tuple:
+    wants_roc = bool(run.cell and run.cell.get("roc"))
+    return run.config, str(root / run.directory), str(root / LOGS / f"{run.id}.log"), wants_roc
 
 
 def _init_worker(threads: int) -> None:
@@ -208,8 +212,9 @@ def _record(run: PlannedRun, outcome: dict, state: ExperimentState, display: Gri
     display.finished(run, outcome)
 
 
-def execute_run(config: dict, run_dir: str, log_path: str) -> dict:
-    """Train (or resume) one run; a failure comes back as {"status": "failed", "error": one line}.
+def execute_run(config: dict, run_dir: str, log_path: str, wants_roc: bool = False) -> dict:
+    """Train (or resume) one run, then keep its test probabilities if the report plots its ROC curve; a
+    failure comes back as {"status": "failed", "error": one line}.
 
     Called in this process or in a worker process, so it takes and returns plain data only.
     """
@@ -229,12 +234,25 @@ def execute_run(config: dict, run_dir: str, log_path: str) -> dict:
             raise KeyboardInterrupt from None
         except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the others
             traceback.print_exc(file=log)
-            text = str(exc) if isinstance(exc, TxkitError) else f"{type(exc).__name__}: {exc}"
-            return {"status": FAILED, "error": text.strip().splitlines()[0] if text.strip() else type(exc).__name__,
-                    "seconds": round(time.perf_counter() - started, 2)}
+            return {"status": FAILED, "error": _one_line(exc), "seconds": round(time.perf_counter() - started, 2)}
+        if wants_roc and summary.get("test"):
+            _keep_probabilities(run_dir, log)
     test = summary.get("test") or {}
     return {"status": DONE, "seconds": round(time.perf_counter() - started, 2),
             "test_accuracy": test.get("accuracy")}
+
+
+def _keep_probabilities(run_dir: str, log) -> None:
+    """Predicting here, in the worker, spares the report the work; if it fails the report tries again."""
+    try:
+        probabilities_of_test_split(run_dir)
+    except Exception:  # noqa: BLE001 - the run itself finished
+        traceback.print_exc(file=log)
+
+
+def _one_line(exc: Exception) -> str:
+    text = (str(exc) if isinstance(exc, TxkitError) else f"{type(exc).__name__}: {exc}").strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------- display
