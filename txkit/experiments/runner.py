@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -78,7 +79,7 @@ def check_outcome(root: Path, counts: dict[str, int]) -> None:
     failed = counts.get(FAILED, 0)
     if failed:
         state = ExperimentState.load(root)
-        first = next(run_id for run_id, entry in state.runs.items() if entry["status"] == FAILED)
+        first = next(run.id for run in Plan.load(root).runs if state.status(run.id) == FAILED)
         raise RunsFailed(f"{failed} of {sum(counts.values())} runs failed (first: {first}: {state.error(first)}); "
                          f"the others finished; fix the cause and run again to retry the failed ones")
 
@@ -189,10 +190,22 @@ def _arguments(run: PlannedRun, root: Path) -> tuple:
 
 
 def _init_worker(threads: int) -> None:
+    _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """On Linux a worker is killed with its parent, so a killed experiment leaves no run training behind
+    that the next `experiment run` would resume at the same time."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _skip_if_blocked(run: PlannedRun, state: ExperimentState, display: GridProgress) -> bool:

@@ -150,14 +150,15 @@ def _build(check: Checker, data: dict) -> Experiment:
     grid = check.keys("[grid]", data.get("grid", {}), GRID_KEYS)
     if "strategies" not in grid:
         check.fail("[grid]", "strategies is required, e.g. strategies = [\"full\", \"scratch\"]")
+    default_colorizer = defaults.get("colorizer", NO_COLORIZER)
+    default_backbone = defaults.get("backbone", TrainConfig.backbone)
     return Experiment(
         path=check.path, name=check.text("[experiment] name", meta.get("name", check.path.stem)),
         description=check.text("[experiment] description", meta.get("description", "")),
         defaults=defaults, stages=_stages(check, data.get("stages", {})), target=target,
         strategies=_strategies(check, grid["strategies"]),
-        colorizers=_colorizers(check, grid.get("colorizers", [defaults.get("colorizer", NO_COLORIZER)])),
-        backbones=check.names("[grid] backbones", grid.get("backbones", [defaults.get("backbone",
-                                                                                     TrainConfig.backbone)])),
+        colorizers=_colorizers(check, grid.get("colorizers", [default_colorizer])),
+        backbones=check.names("[grid] backbones", grid.get("backbones", [default_backbone])),
         seeds=_seeds(check, grid.get("seeds", [0])), fractions=_fractions(check, grid.get("fractions", [1.0])),
         report=parse_report_options(check, data.get("report", {})))
 
