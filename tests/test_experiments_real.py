@@ -43,7 +43,6 @@ def finite(value):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PNEUMONIAMNIST.exists(), reason="shared/data/pneumoniamnist.npz is not present")
 def test_pneumoniamnist_experiment_and_report(tmp_path):
     subset = tmp_path / "pneumoniamnist_subset.npz"
     stratified_subset(PNEUMONIAMNIST, subset)

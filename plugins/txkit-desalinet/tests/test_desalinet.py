@@ -118,7 +118,7 @@ def test_deconvnet_and_saliency_differ_only_in_the_relu_rule():
 
 
 def test_guided_backprop_starts_at_the_class_score_and_matches_captum():
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
     net, x = NoRelu(relu=True), torch.rand(2, 1, 12, 12)
     net.relu_module = nn.ReLU()
     net.relu = False

@@ -27,7 +27,7 @@ CAT_HEAD_ROWS, CAT_HEAD_COLUMNS = (0, 300), (45, 375)
 
 @pytest.fixture(scope="module")
 def chelsea_gray():
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data
     from skimage.color import rgb2gray
 
     gray = torch.from_numpy(rgb2gray(skimage_data.chelsea())).float()[None, None]
