@@ -1,8 +1,8 @@
 """The real-data experiment of examples/experiments/pneumoniamnist_ci.toml, run end to end and its report
 checked for sanity: every cell present with all its seeds, no NaN, Wilcoxon tests and slopes computed.
 
-The whole file (3,882 training images) takes about 12 minutes with --jobs 2 on this project's two-core
-machines, too long for CI, so the test runs the same experiment file on a stratified, seeded subset of the
+The whole file (3,882 training images) took 19 minutes with --jobs 2 on this project's two-core
+machine, too long for CI, so the test runs the same experiment file on a stratified, seeded subset of the
 same real file (440 train / 100 val / 160 test images, class proportions kept) through
 `--set target.data_root=SUBSET`.
 """
