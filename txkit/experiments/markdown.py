@@ -53,22 +53,23 @@ def _counts(report: dict) -> str:
             + f"; {runs['stage_runs']} earlier-stage run(s) shared by the cells.")
 
 
-def _test_table(report: dict) -> str:
-    rows = report["cells"]
+def _mean_std_rows(rows: list[dict], prefix: str, metrics) -> tuple[list[str], list[list[str]]]:
+    """A cell table: the grid coordinates, fraction, seed count, then mean ± std of each metric."""
     coords = _coordinates(rows)
-    header = coords + ["fraction", "n"] + [METRIC_TITLES[m] for m in TEST_METRICS]
+    header = coords + ["fraction", "n"] + [METRIC_TITLES[m] for m in metrics]
     body = [[str(r[c]) for c in coords] + [f"{r['fraction']:g}", str(r["runs"])]
-            + [plus_minus(r[f"test_{m}_mean"], r[f"test_{m}_std"]) for m in TEST_METRICS] for r in rows]
+            + [plus_minus(r[f"{prefix}_{m}_mean"], r[f"{prefix}_{m}_std"]) for m in metrics] for r in rows]
+    return header, body
+
+
+def _test_table(report: dict) -> str:
+    header, body = _mean_std_rows(report["cells"], "test", TEST_METRICS)
     return ("## Test metrics\n\nEach run's test split with its best checkpoint (best validation epoch); "
             "mean ± sample standard deviation over seeds (n = finished seeds).\n\n" + table(header, body))
 
 
 def _plateau_table(report: dict) -> str:
-    rows = report["cells"]
-    coords = _coordinates(rows)
-    header = coords + ["fraction", "n"] + [METRIC_TITLES[m] for m in PLATEAU_METRICS]
-    body = [[str(r[c]) for c in coords] + [f"{r['fraction']:g}", str(r["runs"])]
-            + [plus_minus(r[f"plateau_{m}_mean"], r[f"plateau_{m}_std"]) for m in PLATEAU_METRICS] for r in rows]
+    header, body = _mean_std_rows(report["cells"], "plateau", PLATEAU_METRICS)
     share = report["plateau"]
     return ("## Representative validation values (75th percentile of the plateau)\n\n"
             f"Plateau: the last {share:.0%} of the epochs of each run's last phase (at least one epoch); "

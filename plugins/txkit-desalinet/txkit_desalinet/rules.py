@@ -54,8 +54,8 @@ class RuleReLU(torch.autograd.Function):
         return RULES[ctx.rule](r, _through(y, ctx.upper)), None, None
 
 
-class RuleReLUInplace(torch.autograd.Function):
-    """In-place variant for ``relu_`` and ``F.relu(x, inplace=True)``."""
+class RuleReLUInplace(RuleReLU):
+    """In-place variant for ``relu_`` and ``F.relu(x, inplace=True)``; same backward."""
 
     @staticmethod
     def forward(ctx, x, rule: str, upper: float | None):
@@ -64,11 +64,6 @@ class RuleReLUInplace(torch.autograd.Function):
         ctx.rule, ctx.upper = rule, upper
         ctx.save_for_backward(y)
         return y
-
-    @staticmethod
-    def backward(ctx, r):
-        (y,) = ctx.saved_tensors
-        return RULES[ctx.rule](r, _through(y, ctx.upper)), None, None
 
 
 def check_rule(rule: str) -> None:
