@@ -4,6 +4,7 @@ A dataset factory returns a :class:`TxDataset`: class names, the task (``multicl
 and up to three :class:`Split` objects (``train``, ``val``, ``test``). A split knows its labels, groups
 (patients) and ids without opening an image; ``image(i)`` loads one image as 8-bit grayscale (H, W).
 Labels are integers for ``multiclass`` and float vectors for ``multilabel`` (NaN = ignore in the loss).
+Given ids name images (usually their paths): one id never sits in two splits (:meth:`TxDataset.check_splits`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from txkit.errors import DataError
 
 SPLITS = ("train", "val", "test")
+PIXEL_FIX = "store images as 8- or 16-bit unsigned integers, or as floats in [0, 1]"
 
 
 class Split:
@@ -33,6 +35,8 @@ class Split:
         self._load = load
         self.labels = np.asarray(labels)
         self.groups = np.asarray(groups) if groups is not None else None
+        # Default ids (row numbers) repeat across splits, so only given ids name an image for check_splits.
+        self.named = ids is not None
         self.ids = list(ids) if ids is not None else [str(i) for i in range(len(self.labels))]
         self.studies = np.asarray(studies) if studies is not None else None
 
@@ -44,10 +48,12 @@ class Split:
 
     def subset(self, indices: Sequence[int]) -> "Split":
         indices = np.asarray(indices, dtype=np.int64)
-        return Split(lambda i: self._load(int(indices[i])), self.labels[indices],
+        part = Split(lambda i: self._load(int(indices[i])), self.labels[indices],
                      self.groups[indices] if self.groups is not None else None,
                      [self.ids[i] for i in indices],
                      self.studies[indices] if self.studies is not None else None)
+        part.named = self.named
+        return part
 
 
 @dataclass
@@ -78,28 +84,78 @@ class TxDataset:
                     raise DataError(f"{split.ids[i]}: label {split.labels[i]} is out of range for "
                                     f"{self.num_classes} classes ({split_name} split); fix the label or the class list")
 
+    def check_splits(self) -> None:
+        """Fail with one line when one image (the same id) sits in two splits.
 
-def load_gray(path: str | Path) -> np.ndarray:
-    """Read any image file as 8-bit grayscale (H, W); RGB, RGBA and 16-bit images are converted."""
+        Two splits with identical id lists are one split reused on purpose (CheXpert's thesis protocol uses
+        valid.csv as both val and test), so they are not compared.
+        """
+        named = [(name, split) for name, split in self.splits.items() if split.named and len(split)]
+        for k, (first, a) in enumerate(named):
+            seen = set(a.ids)
+            for second, b in named[k + 1:]:
+                if a.ids == b.ids:
+                    continue
+                shared = next((i for i in b.ids if i in seen), None)
+                if shared is not None:
+                    raise DataError(f"{shared}: in both the {first} and {second} splits of {self.name}; one image "
+                                    f"must sit in one split: remove the duplicate from the dataset's lists")
+
+
+def load_gray(path: str | Path, missing: str = "", unreadable: str = "") -> np.ndarray:
+    """Read any image file as 8-bit grayscale (H, W) by the pixel rules of :func:`to_gray_uint8`.
+
+    Errors name the file and what is wrong; ``missing`` and ``unreadable`` append the caller's advice (a dataset
+    knows its path column and its skip_bad_images option; ``txkit predict`` has neither).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
-            return to_gray_uint8(img)
+            return to_gray_uint8(img, path)
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found; check the data root or the path column") from None
+        raise DataError(_advised(f"{path}: image file not found", missing)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable or truncated image ({exc}); replace the file or pass "
-                        f"--skip-bad-images to skip it") from None
+        raise DataError(_advised(f"{path}: unreadable or truncated image ({exc})", unreadable)) from None
 
 
-def to_gray_uint8(img) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+def _advised(message: str, advice: str) -> str:
+    return f"{message}; {advice}" if advice else message
+
+
+def to_gray_uint8(img, path: str | Path = "image") -> np.ndarray:
+    """8-bit grey that keeps relative intensities across images (never a per-image min-max stretch).
+
+    16-bit modes are divided by 65535; mode I (32-bit integers) by 65535 when its values fit 16 bits, else by
+    2**31 - 1; mode F (float) must lie in [0, 1] and is multiplied by 255. Negative or non-finite values are refused.
+    RGB, RGBA, LA and palette images become ITU-R 601 luminance; 8-bit grey is kept as is.
+    """
+    if img.mode.startswith("I;16"):
+        return scale_to_uint8(np.asarray(img, dtype=np.float64), 65535, path)
+    if img.mode == "I":
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return scaled.round().astype(np.uint8)
+        return scale_to_uint8(arr, 65535 if arr.size and arr.max() <= 65535 else 2**31 - 1, path)
+    if img.mode == "F":
+        return scale_to_uint8(np.asarray(img, dtype=np.float64), 1.0, path, "float images must lie in [0, 1]")
     if img.mode in ("RGBA", "LA", "P"):
         img = img.convert("RGBA").convert("RGB")
     return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def scale_to_uint8(values: np.ndarray, top: float, source, rule: str = "") -> np.ndarray:
+    """``values / top * 255`` rounded, for pixel values in [0, top]; anything else is refused in one line."""
+    if values.size:
+        check_pixel_range(values.min(), values.max(), top, source, rule)
+    return np.rint(values * (255.0 / top)).astype(np.uint8)
+
+
+def check_pixel_range(low, high, top: float, source, rule: str = "") -> None:
+    """Refuse pixel values outside [0, top] in one line (NaN propagates into min and max, so one pass finds it)."""
+    low, high = float(low), float(high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise DataError(f"{source}: has NaN or infinite pixel values; replace the image data")
+    if low < 0:
+        raise DataError(f"{source}: has negative pixel values (min {low:g}); {PIXEL_FIX}")
+    if high > top:
+        raise DataError(f"{source}: pixel values up to {high:g}, but {rule or f'the limit is {top:g}'}; {PIXEL_FIX}")

@@ -11,6 +11,14 @@ from txkit.datasets.base import Split, load_gray
 from txkit.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm"}
+# Advice for datasets read from files: every one of them takes skip_bad_images (--skip-bad-images).
+MISSING_ADVICE = "check --data-root or pass --skip-bad-images to skip it"
+UNREADABLE_ADVICE = "replace the file or pass --skip-bad-images to skip it"
+
+
+def load_image(path: str | Path, missing: str = MISSING_ADVICE) -> np.ndarray:
+    """:func:`load_gray` with the advice of a dataset read from files."""
+    return load_gray(path, missing=missing, unreadable=UNREADABLE_ADVICE)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -41,9 +49,9 @@ def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], 
     return [paths[i] for i in keep], kept_columns, len(paths) - len(keep)
 
 
-def file_split(paths: Sequence[Path], labels, groups=None) -> Split:
+def file_split(paths: Sequence[Path], labels, groups=None, missing: str = MISSING_ADVICE) -> Split:
     paths = list(paths)
-    return Split(lambda i: load_gray(paths[i]), np.asarray(labels), groups, [str(p) for p in paths])
+    return Split(lambda i: load_image(paths[i], missing), np.asarray(labels), groups, [str(p) for p in paths])
 
 
 def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,

@@ -2,11 +2,16 @@
 
 Single-label: one label per row (class names or integers). Multi-label: labels separated by ``|`` in the
 label column, or several 0/1 columns named with ``label_columns=A,B,C``.
+
+Integer labels define the classes 0..max only when every one of them occurs; otherwise (a stray 7 in a table of
+0/1) the table is refused unless ``classes=...`` lists the classes. Each image is listed once: a path on two rows
+is refused, so one image can never land in two splits.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ from txkit.errors import DataError
 
 OPTIONS = ("path_column", "label_column", "label_columns", "split_column", "group_column", "image_root",
            "classes", "seed", "val_fraction", "test_fraction", "skip_bad_images", "image_size")
+MISSING = "check the path column or image_root, or pass --skip-bad-images to skip it"
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
 
@@ -31,13 +37,14 @@ def build(root=None, path_column="path", label_column="label", label_columns=Non
     _require_columns(table, header, [path_column] + (label_columns.split(",") if label_columns else [label_column]))
     base = Path(image_root) if image_root else table.parent
     paths = [base / row[path_column] for row in rows]
+    _check_unique(table, [row[path_column] for row in rows], paths)
     if label_columns:
         names = [c.strip() for c in label_columns.split(",")]
         labels, task = _binary_columns(table, rows, names), "multilabel"
     else:
         names, labels, task = _labels(table, rows, label_column, classes)
     groups = [row[group_column] for row in rows] if group_column in header else None
-    given = [SPLIT_NAMES.get(row[split_column].strip().lower()) for row in rows] if split_column in header else None
+    given = _given_splits(table, rows, split_column) if split_column in header else None
     skipped = 0
     if as_bool(skip_bad_images):
         paths, (labels, groups, given), skipped = drop_unreadable(
@@ -47,7 +54,7 @@ def build(root=None, path_column="path", label_column="label", label_columns=Non
         given = given if split_column in header else None
     indices = _split_indices(table, given, groups, labels, task, int(seed), float(val_fraction), float(test_fraction))
     splits = {name: file_split([paths[i] for i in idx], np.asarray(labels)[idx],
-                               [groups[i] for i in idx] if groups else None)
+                               [groups[i] for i in idx] if groups else None, MISSING)
               for name, idx in indices.items() if len(idx) or name == "train"}
     info = {"csv": str(table), "skipped_images": skipped}
     if image_size:
@@ -75,6 +82,10 @@ def _read(table: Path) -> tuple[list[dict], list[str]]:
         raise DataError(f"{table}: not a readable CSV file ({exc})") from None
     if not rows:
         raise DataError(f"{table}: no rows; expected a header line and one row per image")
+    short = next((i for i, row in enumerate(rows) if None in row.values()), None)
+    if short is not None:
+        raise DataError(f"{table}: row {short + 2} has fewer cells than the header ({','.join(header)}); fill "
+                        f"in the row")
     return rows, header
 
 
@@ -97,10 +108,27 @@ def _labels(table: Path, rows: list[dict], column: str, classes: str | None):
     if classes:
         names = classes.split(",")
     elif all(c.lstrip("-").isdigit() for c in cells):
-        names = [str(k) for k in range(max(int(c) for c in cells) + 1)]
+        values = [int(c) for c in cells]
+        _check_integer_labels(table, values)
+        return [str(k) for k in range(max(values) + 1)], np.asarray(values, dtype=np.int64), "multiclass"
     else:
         names = sorted(set(cells))
     return names, np.array([_index(table, names, c, i) for i, c in enumerate(cells)]), "multiclass"
+
+
+def _check_integer_labels(table: Path, values: list[int]) -> None:
+    """Integer labels are the classes 0..max only when each of them occurs: a gap is a stray label."""
+    negative = next((i for i, v in enumerate(values) if v < 0), None)
+    if negative is not None:
+        raise DataError(f"{table}: row {negative + 2} has label {values[negative]}; integer labels are classes "
+                        f"0, 1, 2, ...: fix the row")
+    absent = sorted(set(range(max(values) + 1)) - set(values))
+    if absent:
+        row = next(i for i, v in enumerate(values) if v > absent[0])
+        top = max(values)
+        raise DataError(f"{table}: row {row + 2} has label {values[row]}, but no row has label {absent[0]}; integer "
+                        f"labels define classes 0..max only when every class occurs: fix the row or list the "
+                        f"classes with --data-option classes=0,1,...,{top}")
 
 
 def _index(table: Path, names: list[str], value: str, row: int) -> int:
@@ -122,10 +150,31 @@ def _binary_columns(table: Path, rows: list[dict], names: list[str]) -> np.ndarr
     return labels
 
 
+def _check_unique(table: Path, cells: list[str], paths: list[Path]) -> None:
+    """Each image once: a path on two rows (however written) could put one image in train and test."""
+    first_row: dict[str, int] = {}
+    for i, (cell, path) in enumerate(zip(cells, paths)):
+        if not cell.strip():
+            raise DataError(f"{table}: row {i + 2} has an empty path; fill it in or remove the row")
+        key = os.path.normpath(os.path.abspath(path))
+        if key in first_row:
+            raise DataError(f"{table}: rows {first_row[key] + 2} and {i + 2} both list {cell}; each image must be "
+                            f"listed once: remove one of the rows")
+        first_row[key] = i
+
+
+def _given_splits(table: Path, rows: list[dict], column: str) -> list[str]:
+    given = []
+    for i, row in enumerate(rows):
+        value = row[column].strip()
+        if value.lower() not in SPLIT_NAMES:
+            raise DataError(f"{table}: row {i + 2} has split {value!r} in column {column}; use train, val or test")
+        given.append(SPLIT_NAMES[value.lower()])
+    return given
+
+
 def _split_indices(table, given, groups, labels, task, seed, val, test) -> dict[str, np.ndarray]:
     if given is not None:
-        if any(g is None for g in given):
-            raise DataError(f"{table}: the split column has values other than train/val/test")
         given = np.asarray(given)
         if groups:
             _check_disjoint(table, given, np.asarray(groups))
@@ -138,5 +187,5 @@ def _check_disjoint(table, given: np.ndarray, groups: np.ndarray) -> None:
     for g in np.unique(groups):
         sides = set(given[groups == g])
         if len(sides) > 1:
-            raise DataError(f"{table}: group {g!r} appears in {' and '.join(sorted(sides))}; one patient must "
+            raise DataError(f"{table}: group {g} appears in {' and '.join(sorted(sides))}; one patient must "
                             f"stay in one split (fix the split column)")

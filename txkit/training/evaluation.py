@@ -71,7 +71,7 @@ def predict_images(run_dir: str | Path, images: list[str]) -> list[dict]:
     resolved = meta["resolved"]
     out = []
     for path in images:
-        pixels = resize_gray(load_gray(path), resolved["image_size"])
+        pixels = resize_gray(load_gray(path, missing="check the path"), resolved["image_size"])
         x = torch.tensor(pixels, dtype=torch.float32).div(255.0)[None, None]
         probs = probabilities(net(x).numpy(), resolved["task"])[0]
         top = int(np.argmax(probs))

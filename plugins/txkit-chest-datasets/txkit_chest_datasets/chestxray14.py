@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset, load_gray
-from txkit.datasets.files import as_bool, group_split, readable, require_dir
+from txkit.datasets.base import Split, TxDataset
+from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
 from txkit_chest_datasets.options import as_choice, as_fraction, as_int, as_names, reject_unknown
 
@@ -173,5 +173,5 @@ def _drop_unreadable(entries: Entries, images: dict, rows: dict) -> tuple[dict, 
 
 def make_split(entries: Entries, images: dict, labels: np.ndarray, rows: np.ndarray) -> Split:
     paths = [_path(entries, images, i) for i in rows]
-    return Split(lambda i: load_gray(paths[i]), labels[rows], entries.patients[rows],
+    return Split(lambda i: load_image(paths[i]), labels[rows], entries.patients[rows],
                  [entries.names[i] for i in rows])

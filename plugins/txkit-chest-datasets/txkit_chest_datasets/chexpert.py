@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset, load_gray
-from txkit.datasets.files import as_bool, group_split, readable, require_dir
+from txkit.datasets.base import Split, TxDataset
+from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
 from txkit_chest_datasets import policies as pol
 from txkit_chest_datasets.options import as_choice, as_fraction, as_int, as_names, reject_unknown
@@ -316,7 +316,7 @@ def _drop_unreadable(folder: Path, train: Table, valid: Table, rows: dict) -> tu
 
 def make_split(folder: Path, table: Table, labels: np.ndarray, rows: np.ndarray) -> Split:
     paths = [table.paths[i] for i in rows]
-    return Split(lambda i: load_gray(image_file(folder, paths[i])), labels[rows], table.patients[rows], paths)
+    return Split(lambda i: load_image(image_file(folder, paths[i])), labels[rows], table.patients[rows], paths)
 
 
 def _info(folder: Path, settings: Settings, train: Table, valid: Table, skipped: int) -> dict:

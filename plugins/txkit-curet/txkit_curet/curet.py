@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset, load_gray
-from txkit.datasets.files import as_bool, drop_unreadable, group_split, require_dir
+from txkit.datasets.base import Split, TxDataset
+from txkit.datasets.files import as_bool, drop_unreadable, group_split, load_image, require_dir
 from txkit.errors import DataError
 
 NAME = "curet"
@@ -116,5 +116,5 @@ def crop_and_resize(image: np.ndarray, crop: int, size: int) -> np.ndarray:
 
 
 def textures(paths: list[Path], labels: np.ndarray, crop: int, size: int) -> Split:
-    return Split(lambda i: crop_and_resize(load_gray(paths[i]), crop, size), labels, None,
+    return Split(lambda i: crop_and_resize(load_image(paths[i]), crop, size), labels, None,
                  [str(p) for p in paths])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset, load_gray
-from txkit.datasets.files import as_bool, group_split, readable, require_dir
+from txkit.datasets.base import Split, TxDataset
+from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
 
 NAME = "mura"
@@ -174,5 +174,5 @@ def _drop_unreadable(folder: Path, chosen: dict[str, Part]) -> tuple[dict[str, P
 
 def make_split(folder: Path, part: Part) -> Split:
     paths = part.paths
-    return Split(lambda i: load_gray(os.path.join(folder, paths[i])), part.labels, part.patients, paths,
+    return Split(lambda i: load_image(os.path.join(folder, paths[i])), part.labels, part.patients, paths,
                  studies=part.studies)
