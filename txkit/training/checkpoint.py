@@ -14,23 +14,69 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from txkit.errors import TxkitError
+
 TENSOR_REF = "__tensor__"
+TEMP_SUFFIX = ".tmp"
+
+
+class WriteError(TxkitError):
+    """A file of a run could not be written (disk full, permissions); nothing half-written is left."""
+
+
+class CorruptFileError(TxkitError):
+    """A file txkit wrote earlier cannot be read back."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with _writing(path) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+class _writing:
+    """A temporary file beside ``path``, removed on any failure; OSError becomes a one-line WriteError."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> str:
+        try:
+            fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX)
+        except OSError as exc:
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files get the usual mode
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            return False
+        Path(self.tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        if isinstance(exc, SafetensorError):  # safetensors reports its own I/O errors (a full disk) so
+            raise WriteError(f"{self.path}: cannot write ({_first_line(exc)})") from None
+        return False
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Temporary files a killed process left behind (never trusted, never read)."""
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -41,6 +87,32 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_checked(path: Path, fix: str) -> Any:
+    """Read a JSON file txkit wrote; a missing, truncated or corrupt one is one line naming it and ``fix``."""
+    path = Path(path)
+    try:
+        return restore_floats(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path}: not found; {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        raise CorruptFileError(f"{path}: unreadable ({reason}); {fix}") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines file (a torn last line, if any, is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(restore_floats(json.loads(line)))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
 def append_jsonl(path: Path, obj: Any) -> None:
     """Append one line; the file is rewritten atomically so a crash never leaves half a line."""
     path = Path(path)
@@ -48,21 +120,43 @@ def append_jsonl(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, old + (json.dumps(_json_safe(obj)) + "\n").encode())
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_bytes(path, "".join(json.dumps(_json_safe(r)) + "\n" for r in rows).encode())
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    with _writing(path) as tmp:
         save_file(contiguous, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates its file 0600
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+def load_tensors(path: Path, fix: str = "the file is damaged; restore it or train again") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptFileError(f"{path}: not found; {fix}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: not a readable .safetensors file ({_first_line(exc)}); {fix}") from None
+
+
+def tensor_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a .safetensors file, read from its header only ({} when unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def split_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:

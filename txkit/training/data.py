@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from txkit.datasets.base import Split, TxDataset
 from txkit.errors import DataError, TxkitError
@@ -65,12 +65,38 @@ def _label_pattern(labels: np.ndarray) -> np.ndarray:
     return np.where(positive.any(axis=1), positive.argmax(axis=1), -1)
 
 
+def train_batches(n: int, batch_size: int, order: list[int] | None = None) -> list[list[int]]:
+    """Batches of ``order`` (default 0..n-1); a last batch of one image joins the one before it, because
+    batch-norm cannot train on a single image. Every image is still seen once per epoch."""
+    order = list(range(n)) if order is None else order
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2].extend(batches.pop())
+    return batches
+
+
+class ShuffledBatches(Sampler):
+    """The training batches of one epoch: a permutation that depends only on (seed, epoch), so a resumed
+    run sees the same batches (the same permutation torch's RandomSampler draws from that generator)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed * 100_003 + epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        return iter(train_batches(self.n, self.batch_size, order))
+
+    def __len__(self) -> int:
+        return len(train_batches(self.n, self.batch_size))
+
+
 def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
                 num_workers: int = 0) -> DataLoader:
-    # The shuffle order depends only on (seed, epoch), so a resumed run sees the same batches.
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=num_workers, drop_last=False)
+    """Training loaders (``shuffle``) use ShuffledBatches; evaluation keeps every image in order."""
+    if shuffle:
+        return DataLoader(data, batch_sampler=ShuffledBatches(len(data), batch_size, seed, epoch),
+                          num_workers=num_workers)
+    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def check_nonempty(dataset: TxDataset, names=("train", "val")) -> None:

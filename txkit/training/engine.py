@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,19 @@ from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.data import TensorSplit, check_nonempty, fraction_indices, make_loader
-from txkit.training.metrics import compute_metrics, probabilities
+from txkit.training.data import TensorSplit, check_nonempty, fraction_indices, make_loader, train_batches
+from txkit.training.metrics import compute_metrics_from_logits
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
+
+RESUME_FIX = "delete the run directory and train again"
 
 
 class NonFiniteLoss(TxkitError):
-    pass
+    """The loss, a gradient or a prediction stopped being finite; the run keeps its last committed epoch."""
+
+
+class CheckpointError(TxkitError):
+    """A run's resumable state is missing or damaged."""
 
 
 @dataclass
@@ -66,6 +73,7 @@ def load_dataset(cfg: TrainConfig) -> TxDataset:
         options["skip_bad_images"] = True
     dataset = create("dataset", cfg.dataset, root=cfg.data_root, **options)
     dataset.check_labels()
+    dataset.check_splits()
     return dataset
 
 
@@ -84,32 +92,41 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, console=None):
-        self.cfg, self.run_dir, self.console = cfg, Path(run_dir), console
+    """Everything a run needs, built and checked before a run directory exists.
+
+    ``load_weights=False`` builds the network without its initial weights, for a resume that loads a
+    checkpoint instead.
+    """
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, console=None, load_weights: bool = True):
+        self.cfg, self.run_dir, self.console = cfg, Path(run_dir) if run_dir else None, console
         validate_names(cfg)
         self.device = resolve_device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
         self.strategy = build_strategy(cfg)
+        self.plan = epoch_plan(self.strategy, cfg.epochs)
         self.dataset = load_dataset(cfg)
         check_nonempty(self.dataset)
         self.task = self.dataset.task
         self.state = LoopState()
-        self.plan = epoch_plan(self.strategy, cfg.epochs)
-
-    # --- setup ------------------------------------------------------------------------------------------
-    def setup(self, resume: bool) -> None:
-        cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        self.net = build_network(cfg, self.dataset.num_classes, self.strategy, load_weights=not resume)
+        self.net = build_network(cfg, self.dataset.num_classes, self.strategy, load_weights=load_weights)
         self.net.to(self.device)
+        self._check_phases()
         self.size = image_size(cfg, self.dataset, self.net)
         train = self.dataset.split("train")
         keep = fraction_indices(train, cfg.fraction, cfg.seed, self.task)
         self.train_data = TensorSplit(train.subset(keep), self.size, self.task)
         self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task)
-        self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
+        self.steps_per_epoch = len(train_batches(len(self.train_data), cfg.batch_size))
         self.loss_fn = masked_bce if self.task == "multilabel" else nn.CrossEntropyLoss()
+
+    def _check_phases(self) -> None:
+        """Every phase's stage rule resolves against this network (fails before anything trains)."""
+        stages = self.net.stage_names()
+        for phase in self.strategy.phases:
+            self.strategy.trainable(phase, stages, not self.cfg.freeze_colorizer)
 
     def start_phase(self, index: int) -> None:
         phase = self.strategy.phases[index]
@@ -146,15 +163,31 @@ class Trainer:
                            val=progress.tasks[task].fields.get("val", "-"))
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch, progress, task)
-            val = self.evaluate(self.val_data)
-            line = self.record(epoch, train_loss, train_acc, val, time.perf_counter() - started)
+            val = self.evaluate(self.val_data, epoch)
+            line = self.metrics_line(epoch, train_loss, train_acc, val, time.perf_counter() - started)
             progress.update(task, val=f"{self.cfg.monitor} {line['val_' + self.cfg.monitor]:.4f}")
-            stop = self.after_epoch(val)
-            self.state.epoch += 1
-            self.save_checkpoint()
+            improved, stop = self.after_epoch(val)
+            self.commit_epoch(line, improved)
             if stop:
                 return "early-stopped"
         return "completed"
+
+    def commit_epoch(self, line: dict, improved: bool) -> None:
+        """Write the epoch's metrics line, then its checkpoint: the checkpoint is the commit point, so a
+        resume after a crash anywhere in here redoes the epoch and drops its metrics line."""
+        ckpt.append_jsonl(self.run_dir / runs.METRICS, line)
+        self.state.epoch += 1
+        try:
+            self.save_checkpoint()
+        except BaseException:
+            self.state.epoch -= 1
+            raise
+        if improved:
+            self.save_best()
+
+    def save_best(self) -> None:
+        ckpt.save_tensors(self.run_dir / runs.WEIGHTS, self.net.state_dict(),
+                          metadata={"epoch": str(self.state.best_epoch)})
 
     def train_epoch(self, epoch: int, progress, task) -> tuple[float, float]:
         self.net.train()
@@ -165,13 +198,14 @@ class Trainer:
             if self.cfg.augment:
                 x = horizontal_flip(x)
             with torch.autocast(self.device.type, enabled=self.amp):
-                logits = self.net(x)
+                logits = self._forward_train(x)
                 loss = self.loss_fn(logits, y)
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last "
-                                    f"good checkpoint is kept in {self.run_dir}; lower --lr and resume or retrain")
+                raise self.non_finite(f"the training loss became {loss.item()}", epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if not self.amp:  # with AMP the scaler skips steps whose gradients overflow
+                self._check_gradients(epoch, step)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.schedule_name == "onecycle":
@@ -183,6 +217,29 @@ class Trainer:
             progress.update(task, advance=1, loss=total_loss / seen)
         return total_loss / seen, (correct / seen if self.task == "multiclass" else float("nan"))
 
+    def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.net(x)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise TxkitError(f"batch-norm in {self.cfg.backbone} needs more than one value per channel, but a "
+                             f"batch of {len(x)} image(s) at {self.size} px has one; use a larger batch_size "
+                             f"or image_size") from None
+
+    def _check_gradients(self, epoch: int, step: int) -> None:
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            raise self.non_finite("the gradient norm became non-finite", epoch, step)
+
+    def non_finite(self, what: str, epoch: int, step: int | None = None) -> NonFiniteLoss:
+        where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+        if self.state.epoch:
+            kept = f"the run keeps its last good checkpoint (epoch {self.state.epoch}) in {self.run_dir}"
+        else:
+            kept = "no epoch had finished, so the run has no checkpoint"
+        return NonFiniteLoss(f"{what} at {where}; {kept}; train again with a lower learning rate (--lr)")
+
     @torch.no_grad()
     def predict(self, data: TensorSplit) -> tuple[np.ndarray, np.ndarray]:
         self.net.eval()
@@ -192,27 +249,28 @@ class Trainer:
             labels.append(y)
         return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
-    def evaluate(self, data: TensorSplit) -> dict:
+    def evaluate(self, data: TensorSplit, epoch: int | None = None) -> dict:
         logits, labels = self.predict(data)
-        metrics = compute_metrics(labels, probabilities(logits, self.task), self.dataset.classes, self.task)
+        if not np.isfinite(logits).all():
+            if epoch is None:
+                raise NonFiniteLoss(f"the best checkpoint in {self.run_dir} predicts non-finite values")
+            raise self.non_finite("the validation predictions became non-finite", epoch)
+        metrics = compute_metrics_from_logits(labels, logits, self.dataset.classes, self.task)
         metrics["loss"] = float(self.loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)))
         return metrics
 
-    def record(self, epoch: int, train_loss: float, train_acc: float, val: dict, seconds: float) -> dict:
-        line = {"epoch": epoch + 1, "phase": self.strategy.phases[self.plan[epoch]].name,
+    def metrics_line(self, epoch: int, train_loss: float, train_acc: float, val: dict, seconds: float) -> dict:
+        return {"epoch": epoch + 1, "phase": self.strategy.phases[self.plan[epoch]].name,
                 "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss, "train_accuracy": train_acc,
                 **{f"val_{k}": val[k] for k in ("loss", "accuracy", "precision", "recall", "f1", "auc")},
                 "trainable": list(self.state.trainable), "seconds": round(seconds, 3)}
-        ckpt.append_jsonl(self.run_dir / runs.METRICS, line)
-        return line
 
-    def after_epoch(self, val: dict) -> bool:
-        """Best checkpoint, schedules, gradual unfreezing and early stopping; True means stop."""
+    def after_epoch(self, val: dict) -> tuple[bool, bool]:
+        """Best value, schedules, gradual unfreezing and early stopping: (improved, stop)."""
         value = val[self.cfg.monitor]
         improved = value == value and (self.state.best is None or value > self.state.best)
         if improved:
             self.state.best, self.state.best_epoch, self.state.bad_epochs = value, self.state.epoch + 1, 0
-            ckpt.save_tensors(self.run_dir / runs.WEIGHTS, self.net.state_dict())
         else:
             self.state.bad_epochs += 1
         if self.schedule_name == "exponential":
@@ -221,7 +279,7 @@ class Trainer:
             self.scheduler.step(value if value == value else 0.0)
         if self.strategy.unfreeze_while_improving and self.state.unfreezing:
             self.gradual_unfreeze(improved)
-        return self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience
+        return improved, self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience
 
     def gradual_unfreeze(self, improved: bool) -> None:
         if not improved:
@@ -233,34 +291,89 @@ class Trainer:
 
     # --- checkpoints ------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Tensors first (to a side file), then checkpoint.json naming them by token, then the rename.
+
+        checkpoint.json is the commit point: a crash before it leaves the previous checkpoint in force, a
+        crash after it is completed by ``load_checkpoint`` (see ``committed_tensors``).
+        """
         tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
         optimizer = ckpt.split_tensors(self.optimizer.state_dict(), "optimizer", tensors)
         scheduler = ckpt.split_tensors(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None
-        ckpt.save_tensors(self.run_dir / runs.CHECKPOINT, tensors)
-        ckpt.write_json(self.run_dir / runs.CHECKPOINT_STATE,
-                        {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler,
-                         "grad_scaler": self.scaler.state_dict()})
+        token = f"{self.state.epoch}-{uuid.uuid4().hex}"
+        pending = self.run_dir / (runs.CHECKPOINT + PENDING)
+        ckpt.save_tensors(pending, tensors, metadata={"token": token})
+        try:
+            ckpt.write_json(self.run_dir / runs.CHECKPOINT_STATE,
+                            {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler,
+                             "grad_scaler": self.scaler.state_dict(), "tensors_token": token})
+        except ckpt.WriteError:
+            pending.unlink(missing_ok=True)  # not committed: the previous checkpoint stays in force
+            raise
+        os.replace(pending, self.run_dir / runs.CHECKPOINT)
 
-    def load_checkpoint(self) -> None:
-        state_path = self.run_dir / runs.CHECKPOINT_STATE
-        if not state_path.exists():
-            return  # interrupted during the first epoch: start over
-        saved = ckpt.restore_floats(ckpt.read_json(state_path))
-        tensors = ckpt.load_tensors(self.run_dir / runs.CHECKPOINT)
-        self.state = LoopState(**saved["loop"])
-        self.net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self._make_optimizer(self.state.phase)
-        self.optimizer.load_state_dict(ckpt.join_tensors(saved["optimizer"], tensors))
-        if self.scheduler is not None and saved["scheduler"] is not None:
-            self.scheduler.load_state_dict(ckpt.join_tensors(saved["scheduler"], tensors))
-        if saved.get("grad_scaler"):
-            self.scaler.load_state_dict(saved["grad_scaler"])
+    def load_checkpoint(self, saved: dict) -> None:
+        """Restore the committed state ``read_checkpoint`` returned."""
+        tensors = ckpt.load_tensors(committed_tensors(self.run_dir, saved), fix=RESUME_FIX)
+        try:
+            self.state = LoopState(**saved["loop"])
+            self.net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            self._make_optimizer(self.state.phase)
+            self.optimizer.load_state_dict(ckpt.join_tensors(saved["optimizer"], tensors))
+            if self.scheduler is not None and saved["scheduler"] is not None:
+                self.scheduler.load_state_dict(ckpt.join_tensors(saved["scheduler"], tensors))
+            if saved.get("grad_scaler"):
+                self.scaler.load_state_dict(saved["grad_scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{self.run_dir / runs.CHECKPOINT_STATE}: does not match this run's model or "
+                                  f"optimizer ({type(exc).__name__}); {RESUME_FIX}") from None
+        self._repair_after_crash()
+
+    def _repair_after_crash(self) -> None:
+        """Drop metrics lines of an uncommitted epoch and rewrite a best checkpoint a crash cut short."""
+        lines = ckpt.read_jsonl(self.run_dir / runs.METRICS)
+        kept = [line for line in lines if line.get("epoch", 0) <= self.state.epoch]
+        if len(kept) != len(lines) or not (self.run_dir / runs.METRICS).exists():
+            ckpt.write_jsonl(self.run_dir / runs.METRICS, kept)
+        # The best weights are written after their epoch's commit; a crash in between leaves them to redo.
+        best_now = self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
+        if best_now and ckpt.tensor_metadata(self.run_dir / runs.WEIGHTS).get("epoch") != str(self.state.epoch):
+            self.save_best()
+        ckpt.remove_stale_temps(self.run_dir)
+        (self.run_dir / (runs.CHECKPOINT + PENDING)).unlink(missing_ok=True)
 
     def test_metrics(self) -> dict | None:
         if "test" not in self.dataset.splits or not (self.run_dir / runs.WEIGHTS).exists():
             return None
         self.net.load_state_dict(ckpt.load_tensors(self.run_dir / runs.WEIGHTS))
         return self.evaluate(TensorSplit(self.dataset.split("test"), self.size, self.task))
+
+
+PENDING = ".pending"
+
+
+def read_checkpoint(run_dir: Path) -> dict | None:
+    """The committed resumable state of a run, or None when no epoch was committed."""
+    path = Path(run_dir) / runs.CHECKPOINT_STATE
+    if not path.exists():
+        return None
+    saved = ckpt.read_json_checked(path, RESUME_FIX)
+    if not isinstance(saved, dict) or not isinstance(saved.get("loop"), dict) or "optimizer" not in saved:
+        raise CheckpointError(f"{path}: incomplete (no loop or optimizer state); {RESUME_FIX}")
+    return saved
+
+
+def committed_tensors(run_dir: Path, saved: dict) -> Path:
+    """The tensors file checkpoint.json committed: checkpoint.safetensors, or the pending file a crash left
+    just before its rename (then the rename is completed here)."""
+    final, pending = Path(run_dir) / runs.CHECKPOINT, Path(run_dir) / (runs.CHECKPOINT + PENDING)
+    token = saved.get("tensors_token")
+    if token is None or ckpt.tensor_metadata(final).get("token") == token:
+        return final  # runs written before tokens existed have none
+    if ckpt.tensor_metadata(pending).get("token") == token:
+        os.replace(pending, final)
+        return final
+    problem = "missing" if not final.exists() else "not the one checkpoint.json committed (damaged or replaced)"
+    raise CheckpointError(f"{final}: {problem}; {RESUME_FIX}")
 
 
 def image_size(cfg: TrainConfig, dataset: TxDataset, net: TxNet) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from txkit import __version__
 from txkit.errors import TxkitError
-from txkit.training.checkpoint import read_json, restore_floats
+from txkit.training.checkpoint import read_json_checked
 from txkit.training.config import TrainConfig
 
 CONFIG, WEIGHTS, METRICS, SUMMARY = "config.json", "model.safetensors", "metrics.jsonl", "summary.json"
@@ -20,20 +20,39 @@ CHECKPOINT, CHECKPOINT_STATE = "checkpoint.safetensors", "checkpoint.json"
 
 def new_run_dir(cfg: TrainConfig, out: str | None) -> Path:
     if out:
-        path = Path(out)
-        if (path / CONFIG).exists():
-            raise TxkitError(f"{path} already holds a run; pass --resume {path} to continue it or choose another --out")
+        path = Path(out).expanduser()
+        check_new_run_dir(path)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.dataset}-{cfg.backbone}-{cfg.strategy}")
+        base = Path("runs") / f"{stamp}-{slug}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+    try:
         path.mkdir(parents=True, exist_ok=True)
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.dataset}-{cfg.backbone}-{cfg.strategy}")
-    base = Path("runs") / f"{stamp}-{slug}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
+    except OSError as exc:
+        raise TxkitError(f"--out {path}: cannot create the run directory ({exc.strerror or exc}); choose "
+                         f"another --out") from None
     return path
+
+
+def check_new_run_dir(path: Path) -> None:
+    """``--out`` must be a new or empty folder (checked before any work starts)."""
+    if (path / CONFIG).exists():
+        raise TxkitError(f"--out {path}: already holds a run; pass --resume {path} to continue it or choose "
+                         f"another --out")
+    if path.exists() and not path.is_dir():
+        raise TxkitError(f"--out {path}: is a file, not a folder; choose another --out")
+    if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
+        raise TxkitError(f"--out {path}: folder exists and is not empty (and is not a txkit run); choose a new "
+                         f"or empty folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TxkitError(f"--out {path}: {parent} is a file, not a folder; choose another --out")
+            break
 
 
 def environment() -> dict:
@@ -61,9 +80,30 @@ def _git_commit() -> str | None:
 
 
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
+    """The run's TrainConfig and its whole config.json; one line when the folder is not a readable run."""
     run = Path(run_dir)
+    if not run.is_dir():
+        raise TxkitError(f"{run}: no such run directory; pass the folder a txkit train run wrote")
     path = run / CONFIG
     if not path.exists():
         raise TxkitError(f"{path}: not found; {run} is not a txkit run directory")
-    data = restore_floats(read_json(path))
-    return TrainConfig.from_dict(data["config"]), data
+    data = read_json_checked(path, "the run's config is damaged; restore it or train the run again")
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or \
+            not isinstance(data.get("resolved"), dict):
+        raise TxkitError(f"{path}: incomplete (no config or resolved section); restore it or train the run again")
+    try:
+        return TrainConfig.from_dict(data["config"]), data
+    except (TypeError, ValueError) as exc:
+        raise TxkitError(f"{path}: invalid config ({exc}); restore it or train the run again") from None
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """summary.json, or None when the run has none yet (a damaged one counts as none: it is rewritten)."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        return None
+    try:
+        summary = read_json_checked(path, "")
+    except TxkitError:
+        return None
+    return summary if isinstance(summary, dict) else None

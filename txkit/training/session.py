@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from txkit.training import checkpoint as ckpt
 from txkit.errors import TxkitError
+from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary
+from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
+
+FINISHED = ("completed", "early-stopped")
 
 
 class RunInterrupted(TxkitError):
@@ -28,33 +31,39 @@ def progress_bar(console: Console) -> Progress:
 
 
 def train(cfg: TrainConfig, out: str | None = None, console: Console | None = None) -> tuple[Path, dict]:
+    """Check and build everything, then make the run directory (a failed start leaves nothing behind)."""
     console = console or Console(stderr=True)
-    trainer = Trainer(cfg, Path("."), console)  # validates options and data before a run dir exists
+    if out:
+        runs.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
+    trainer = Trainer(cfg, console=console)
     trainer.run_dir = runs.new_run_dir(cfg, out)
-    trainer.setup(resume=False)
-    write_config(trainer)
+    try:
+        write_config(trainer)
+    except BaseException:
+        shutil.rmtree(trainer.run_dir, ignore_errors=True)
+        raise
     return trainer.run_dir, _run(trainer, console)
 
 
 def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
     console = console or Console(stderr=True)
-    cfg, _ = runs.load_run_config(run_dir)
-    summary_path = Path(run_dir) / runs.SUMMARY
-    if summary_path.exists() and ckpt.read_json(summary_path).get("status") in ("completed", "early-stopped"):
-        return Path(run_dir), ckpt.restore_floats(ckpt.read_json(summary_path))
-    trainer = Trainer(cfg, Path(run_dir), console)
-    trainer.setup(resume=True)
-    trainer.load_checkpoint()
-    if trainer.state.epoch == 0:
-        _restart_from_scratch(trainer)
-    console.print(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+    run = Path(run_dir)
+    cfg, _ = runs.load_run_config(run)
+    previous = runs.read_summary(run)
+    if previous and previous.get("status") in FINISHED:
+        return run, previous
+    if previous and previous.get("status") == "non-finite-loss":
+        raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
+                         f"lower --lr")
+    saved = read_checkpoint(run)
+    if saved is None:  # nothing was committed before the interruption: start over with the initial weights
+        (run / runs.METRICS).unlink(missing_ok=True)
+        trainer = Trainer(cfg, run, console)
+    else:
+        trainer = Trainer(cfg, run, console, load_weights=False)
+        trainer.load_checkpoint(saved)
+    console.print(f"resuming {run} after epoch {trainer.state.epoch}")
     return trainer.run_dir, _run(trainer, console)
-
-
-def _restart_from_scratch(trainer: Trainer) -> None:
-    """Nothing finished before the interruption: rebuild with the run's initial weights."""
-    (trainer.run_dir / runs.METRICS).unlink(missing_ok=True)
-    trainer.setup(resume=False)
 
 
 def write_config(trainer: Trainer) -> None:
@@ -75,12 +84,24 @@ def _run(trainer: Trainer, console: Console) -> dict:
     except NonFiniteLoss:
         status = "non-finite-loss"
         raise
+    except ckpt.WriteError as exc:
+        raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: free space and "
+                         f"continue with txkit train --resume {trainer.run_dir}") from None
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted after {trainer.state.epoch} finished epoch(s); continue with: "
                              f"txkit train --resume {trainer.run_dir}") from None
     finally:
-        elapsed = time.perf_counter() - started
-        test = trainer.test_metrics() if status in ("completed", "early-stopped") else None
-        summary = engine_summary(trainer, status, elapsed, test)
+        summary = _finish(trainer, status, time.perf_counter() - started)
+    return summary
+
+
+def _finish(trainer: Trainer, status: str, elapsed: float) -> dict:
+    """The summary; on a full disk it stays in memory (the checkpoint, not the summary, is what resumes)."""
+    test = trainer.test_metrics() if status in FINISHED else None
+    summary = engine_summary(trainer, status, elapsed, test)
+    try:
         ckpt.write_json(trainer.run_dir / runs.SUMMARY, summary)
+    except ckpt.WriteError:
+        if status in FINISHED:
+            raise
     return summary

@@ -1,0 +1,335 @@
+"""Faults around a training run: small batches, non-finite values, damaged run files, full disks, crashes
+between an epoch's metrics line and its checkpoint, failed starts and the CLI's safety net."""
+
+import errno
+import json
+import os
+
+import pytest
+import torch
+
+from faults import assert_one_line_error, tree_hashes
+from helpers import make_distribution, pythonpath, run_txkit
+
+from txkit.errors import TxkitError
+from txkit.training import checkpoint as ckpt
+from txkit.training import session
+from txkit.training.data import train_batches
+from txkit.training.engine import Trainer
+from txkit.training.session import RunInterrupted
+
+TINY = ["--dataset", "synthetic-dld", "--data-option", "per_class=6", "--data-option", "size=32",
+        "--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
+
+
+def metric_epochs(run_dir):
+    return [line["epoch"] for line in ckpt.read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def metric_lines(run_dir):
+    lines = ckpt.read_jsonl(run_dir / "metrics.jsonl")
+    for line in lines:
+        line.pop("seconds")
+    return lines
+
+
+def same_tensors(a, b) -> bool:
+    ta, tb = ckpt.load_tensors(a), ckpt.load_tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A run interrupted after its first epoch (resumable), made once; tests copy it."""
+    from txkit.training.config import TrainConfig
+
+    root = tmp_path_factory.mktemp("interrupted")
+    cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
+                      weights="none", epochs=3, batch_size=16, device="cpu")
+    original = Trainer.train_epoch
+
+    def train_epoch(self, epoch, progress, task):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress, task)
+    Trainer.train_epoch = train_epoch
+    try:
+        with pytest.raises(RunInterrupted):
+            session.train(cfg, root / "run")
+    finally:
+        Trainer.train_epoch = original
+    return root / "run"
+
+
+@pytest.fixture
+def broken_copy(interrupted_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(interrupted_run, copy)
+    return copy
+
+
+# --- 2. small batches and batch-norm ----------------------------------------------------------------------
+
+def test_a_last_batch_of_one_joins_the_previous_batch():
+    assert [len(b) for b in train_batches(12, 11)] == [12]
+    assert [len(b) for b in train_batches(33, 16)] == [16, 17]
+    assert [len(b) for b in train_batches(34, 16)] == [16, 16, 2]
+    assert sorted(i for b in train_batches(23, 11) for i in b) == list(range(23))
+    assert train_batches(1, 4) == [[0]]
+
+
+def test_batch_norm_trains_when_the_split_leaves_one_image_over(tmp_path, tiny_cfg):
+    probe = Trainer(tiny_cfg())
+    n = len(probe.train_data)
+    run_dir, summary = session.train(tiny_cfg(epochs=1, batch_size=n - 1), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["train_images"] == n
+
+
+def test_batch_size_one_with_a_1x1_batch_norm_map_is_one_line(tmp_path):
+    result = run_txkit("train", *TINY, "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "batch_size", "batch-norm")
+
+
+# --- 3. non-finite values -----------------------------------------------------------------------------------
+
+def test_huge_learning_rate_stops_with_non_finite_status(tmp_path):
+    result = run_txkit("train", *TINY, "--lr", "1e6", "--epochs", "2", "--out", str(tmp_path / "run"))
+    line = assert_one_line_error(result, "non-finite" if "non-finite" in result.stderr else "became", "--lr")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "non-finite-loss"
+    claims_checkpoint = "last good checkpoint" in line
+    assert claims_checkpoint == (tmp_path / "run" / "checkpoint.json").exists()
+
+
+def test_non_finite_validation_predictions_stop_and_keep_the_last_good_epoch(tmp_path, tiny_cfg, monkeypatch):
+    original = Trainer.predict
+
+    def predict(self, data):
+        logits, labels = original(self, data)
+        return (logits * float("nan"), labels) if self.state.epoch >= 1 else (logits, labels)
+    monkeypatch.setattr(Trainer, "predict", predict)
+    with pytest.raises(TxkitError, match=r"validation predictions became non-finite at epoch 2; .*checkpoint "
+                                         r"\(epoch 1\)"):
+        session.train(tiny_cfg(epochs=3), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "non-finite-loss"
+    assert metric_epochs(tmp_path / "run") == [1]
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["loop"]["epoch"] == 1
+
+
+def test_non_finite_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path, tiny_cfg, monkeypatch):
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, logits, y: logits.sum() * float("inf"))
+    with pytest.raises(TxkitError, match="no epoch had finished, so the run has no checkpoint") as info:
+        session.train(tiny_cfg(epochs=2), tmp_path / "run")
+    assert "last good checkpoint" not in str(info.value)
+
+
+def test_a_run_stopped_on_non_finite_values_is_not_resumed_into_the_same_failure(tmp_path):
+    run_txkit("train", *TINY, "--lr", "1e6", "--epochs", "2", "--out", str(tmp_path / "run"))
+    result = run_txkit("train", "--resume", str(tmp_path / "run"))
+    assert_one_line_error(result, str(tmp_path / "run"), "--lr")
+
+
+# --- 4. damaged run files on --resume and for evaluate/predict ------------------------------------------
+
+@pytest.mark.parametrize("damage", ["random-bytes", "truncated", "incomplete"])
+def test_damaged_checkpoint_json_on_resume_is_one_line(broken_copy, damage):
+    path = broken_copy / "checkpoint.json"
+    text = path.read_bytes()
+    path.write_bytes({"random-bytes": os.urandom(300), "truncated": text[: len(text) // 2],
+                      "incomplete": b'{"loop": {"epoch": 1}}'}[damage])
+    before = tree_hashes(broken_copy)
+    result = run_txkit("train", "--resume", str(broken_copy))
+    assert_one_line_error(result, "checkpoint.json")
+    assert tree_hashes(broken_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "random-bytes"])
+def test_damaged_checkpoint_tensors_on_resume_is_one_line(broken_copy, damage):
+    path = broken_copy / "checkpoint.safetensors"
+    if damage == "missing":
+        path.unlink()
+    else:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3] if damage == "truncated" else os.urandom(len(data)))
+    result = run_txkit("train", "--resume", str(broken_copy))
+    assert_one_line_error(result, "checkpoint.safetensors")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.parametrize("damage", [b"\x00\xff garbage", b'{"config": {"backbone": "resnet18"', b'{"x": 1}'])
+def test_damaged_config_json_is_one_line(broken_copy, command, damage, tmp_path):
+    (broken_copy / "config.json").write_bytes(damage)
+    args = [str(tmp_path / "x.png")] if command == "predict" else []
+    result = run_txkit(command, str(broken_copy), *args)
+    assert_one_line_error(result, "config.json")
+
+
+def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    result = run_txkit("evaluate", str(tmp_path))
+    assert_one_line_error(result, "config.json", "not a txkit run directory")
+
+
+# --- 5. full disks and crashes inside an epoch's commit -------------------------------------------------
+
+def full_disk_at(monkeypatch, target: str, epoch_reached: int):
+    """Make every write of ``target`` (a file name) fail with ENOSPC once ``epoch_reached`` epochs finished."""
+    tensors = "safetensors" in target
+    original = ckpt.save_file if tensors else ckpt.atomic_write_bytes
+
+    def failing_save_file(tensors, filename, metadata=None):
+        if target in os.path.basename(filename).lstrip(".") and current["epoch"] >= epoch_reached:
+            with open(filename, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(tensors, filename, metadata=metadata)
+
+    def failing_write(path, data):
+        if os.path.basename(path) == target and current["epoch"] >= epoch_reached:
+            with ckpt._writing(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    fh.write(data[:10])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return original(path, data)
+
+    current = {"epoch": 0}
+    train_epoch = Trainer.train_epoch
+
+    def counting(self, epoch, progress, task):
+        current["epoch"] = epoch
+        return train_epoch(self, epoch, progress, task)
+    monkeypatch.setattr(Trainer, "train_epoch", counting)
+    if tensors:
+        monkeypatch.setattr(ckpt, "save_file", failing_save_file)
+    else:
+        monkeypatch.setattr(ckpt, "atomic_write_bytes", failing_write)
+
+
+@pytest.mark.parametrize("target", ["checkpoint.safetensors.pending", "checkpoint.json", "metrics.jsonl"])
+def test_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path, tiny_cfg,
+                                                                                    monkeypatch, target):
+    cfg = tiny_cfg(epochs=3)
+    straight, _ = session.train(cfg, tmp_path / "straight")
+    with monkeypatch.context() as patch:
+        full_disk_at(patch, target, epoch_reached=1)
+        with pytest.raises(TxkitError, match=rf"{target.split('.pending')[0]}.*No space left on device.*last good "
+                                             rf"checkpoint \(epoch 1\) is intact.*--resume"):
+            session.train(cfg, tmp_path / "broken")
+    broken = tmp_path / "broken"
+    assert not [p.name for p in broken.iterdir() if p.name.endswith((".tmp", ".pending"))]
+    assert json.loads((broken / "checkpoint.json").read_text())["loop"]["epoch"] == 1
+    resumed, summary = session.resume(str(broken))
+    assert summary["status"] == "completed" and metric_epochs(resumed) == [1, 2, 3]
+    assert metric_lines(resumed) == metric_lines(straight)
+    assert same_tensors(straight / "model.safetensors", resumed / "model.safetensors")
+
+
+class HardCrash(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no handler sees it."""
+
+
+@pytest.mark.parametrize("crash_at", ["before-checkpoint", "before-rename", "before-best"])
+def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, tiny_cfg, monkeypatch, crash_at):
+    cfg = tiny_cfg(epochs=3)
+    straight, _ = session.train(cfg, tmp_path / "straight")
+    real_replace, real_save_best = os.replace, Trainer.save_best
+    epochs = {"n": 0}
+
+    def replace(src, dst):
+        if crash_at == "before-rename" and str(src).endswith(".pending") and epochs["n"] == 2:
+            raise HardCrash
+        return real_replace(src, dst)
+
+    def save_checkpoint(self):
+        epochs["n"] = self.state.epoch
+        if crash_at == "before-checkpoint" and self.state.epoch == 2:
+            raise HardCrash
+        return original_save(self)
+
+    def save_best(self):
+        if crash_at == "before-best" and self.state.epoch == 1:  # epoch 1 always improves
+            raise HardCrash
+        return real_save_best(self)
+    original_save = Trainer.save_checkpoint
+    with monkeypatch.context() as patch:
+        patch.setattr("txkit.training.engine.os.replace", replace)
+        patch.setattr(Trainer, "save_checkpoint", save_checkpoint)
+        patch.setattr(Trainer, "save_best", save_best)
+        with pytest.raises(HardCrash):
+            session.train(cfg, tmp_path / "broken")
+    resumed, summary = session.resume(str(tmp_path / "broken"))
+    assert summary["status"] == "completed"
+    assert metric_lines(resumed) == metric_lines(straight)
+    assert same_tensors(straight / "model.safetensors", resumed / "model.safetensors")
+    assert same_tensors(straight / "checkpoint.safetensors", resumed / "checkpoint.safetensors")
+    assert not [p.name for p in resumed.iterdir() if p.name.endswith((".tmp", ".pending"))]
+
+
+# --- 6. the run directory --------------------------------------------------------------------------------
+
+def test_out_naming_an_existing_file_is_one_line(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    result = run_txkit("train", *TINY, "--epochs", "1", "--out", str(target))
+    assert_one_line_error(result, "--out", str(target))
+    assert target.read_text() == "mine"
+
+
+def test_out_naming_a_non_empty_folder_is_one_line(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.csv").write_text("x")
+    result = run_txkit("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "data"))
+    assert_one_line_error(result, "--out", "not empty")
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--weights", "imagenet"], ["resnet18"]),
+    (["--device", "cuda"], ["--device"]),
+    (["--colorizer", "deconv", "--colorizer-option", "nonsense=3"], ["nonsense"]),
+    (["--strategy", "finetune-from:layer9"], ["layer9"]),
+    (["--dataset", "imagefolder", "--data-root", "/nonexistent/cxr"], ["/nonexistent/cxr"]),
+])
+def test_a_failed_start_leaves_no_run_directory(tmp_path, args, names):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")  # the case only exists where CUDA is absent
+    env = {"TORCH_HOME": str(tmp_path / "torch-home")}  # no cached ImageNet weights: an offline download
+    base = TINY if "--dataset" not in args else ["--backbone", "resnet18", "--weights", "none", "--device", "cpu"]
+    result = run_txkit("train", *base, "--epochs", "1", *args, cwd=tmp_path, env=env)
+    assert_one_line_error(result, *names)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_name_clash_fails_before_a_run_directory_exists(tmp_path, site):
+    make_distribution(site, "clash-plugin", "clash_plugin", """
+        import txkit
+        @txkit.hookimpl
+        def register_backbones(register):
+            register("resnet18", lambda **kw: None, "a second resnet18")
+    """)
+    result = run_txkit("train", *TINY, "--epochs", "1", cwd=tmp_path, env=pythonpath(site))
+    assert_one_line_error(result, "resnet18")
+    assert not (tmp_path / "runs").exists()
+
+
+# --- 10. the safety net at the CLI boundary ----------------------------------------------------------------
+
+def test_an_unexpected_exception_is_one_line_naming_the_traceback_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from txkit.cli.main import build_cli
+
+    def buggy(cfg, num_classes):
+        return {}["missing"]
+    monkeypatch.setattr("txkit.training.inspection.inspect_model", buggy)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TXKIT_DEBUG", raising=False)
+    result = CliRunner().invoke(build_cli(), ["inspect", "--num-classes", "2"])
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output
+    assert "KeyError" in lines[0] and "TXKIT_DEBUG=1" in lines[0]
+    report = next((tmp_path / "cache" / "txkit" / "crashes").glob("txkit-crash-*.txt"))
+    assert str(report) in lines[0] and "Traceback" in report.read_text()
+    monkeypatch.setenv("TXKIT_DEBUG", "1")
+    debug = CliRunner().invoke(build_cli(), ["inspect", "--num-classes", "2"])
+    assert isinstance(debug.exception, KeyError)
