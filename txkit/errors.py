@@ -1,4 +1,14 @@
-"""Errors that reach the user as one line, never as a traceback."""
+"""Errors that reach the user as one line, never as a traceback.
+
+Library messages name configuration fields in backticks (`` `batch_size` ``), so one message fits every
+front end: :func:`for_cli` turns them into the flag (``--batch-size``), :func:`for_config` into the field
+name as an experiment file or the Python API spells it.
+"""
+
+import re
+
+FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+CLI_FLAGS = {"data_options": "--data-option", "colorizer_options": "--colorizer-option"}
 
 
 class TxkitError(Exception):
@@ -17,3 +27,11 @@ class DataError(TxkitError):
 
 class WeightsError(TxkitError):
     """Weights that cannot be found, downloaded or loaded."""
+
+
+def for_cli(message: str) -> str:
+    return FIELD.sub(lambda m: CLI_FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-")), message)
+
+
+def for_config(message: str) -> str:
+    return FIELD.sub(lambda m: m.group(1), message)

@@ -36,6 +36,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
+    class_weights: str = "none"
+    sampler: str = "none"
+    log: str = "none"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -49,7 +49,7 @@ def fraction_indices(split: Split, fraction: float, seed: int, task: str) -> np.
         raise TxkitError(f"--fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return np.arange(len(split))
-    strata = split.labels if task == "multiclass" else _label_pattern(split.labels)
+    strata = split.labels if task == "multiclass" else label_strata(split.labels)
     rng = np.random.default_rng(seed)
     chosen = []
     for value in np.unique(strata):
@@ -59,7 +59,7 @@ def fraction_indices(split: Split, fraction: float, seed: int, task: str) -> np.
     return np.sort(np.concatenate(chosen))
 
 
-def _label_pattern(labels: np.ndarray) -> np.ndarray:
+def label_strata(labels: np.ndarray) -> np.ndarray:
     # Stratify multi-label data by the first positive label (-1 for none).
     positive = np.nan_to_num(labels, nan=0.0) > 0.5
     return np.where(positive.any(axis=1), positive.argmax(axis=1), -1)
@@ -91,11 +91,12 @@ class ShuffledBatches(Sampler):
 
 
 def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
-                num_workers: int = 0) -> DataLoader:
-    """Training loaders (``shuffle``) use ShuffledBatches; evaluation keeps every image in order."""
+                num_workers: int = 0, sampler: Sampler | None = None) -> DataLoader:
+    """Training loaders (``shuffle``) use ShuffledBatches unless a batch ``sampler`` is given; evaluation
+    keeps every image in order."""
     if shuffle:
-        return DataLoader(data, batch_sampler=ShuffledBatches(len(data), batch_size, seed, epoch),
-                          num_workers=num_workers)
+        batches = sampler or ShuffledBatches(len(data), batch_size, seed, epoch)
+        return DataLoader(data, batch_sampler=batches, num_workers=num_workers)
     return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 

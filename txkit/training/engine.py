@@ -21,7 +21,10 @@ from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.data import TensorSplit, check_nonempty, fraction_indices, make_loader, train_batches
+from txkit.training.data import (TensorSplit, check_nonempty, fraction_indices, label_strata, make_loader,
+                                 train_batches)
+from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
+from txkit.training.logs import EpochLogs
 from txkit.training.metrics import compute_metrics_from_logits
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
 
@@ -120,7 +123,15 @@ class Trainer:
         self.train_data = TensorSplit(train.subset(keep), self.size, self.task)
         self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task)
         self.steps_per_epoch = len(train_batches(len(self.train_data), cfg.batch_size))
-        self.loss_fn = masked_bce if self.task == "multilabel" else nn.CrossEntropyLoss()
+        labels = self.train_data.split.labels
+        self.class_weights = class_weights(cfg.class_weights, labels, self.dataset.classes, self.task)
+        self.loss_fn = loss_function(self.task, self.class_weights).to(self.device)
+        self.cpu_loss_fn = loss_function(self.task, self.class_weights)  # for validation logits on the CPU
+        if cfg.sampler not in SAMPLERS:
+            raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
+        strata = labels if self.task == "multiclass" else label_strata(labels)
+        self.sample_weights = sample_weights(strata) if cfg.sampler == "balanced" else None
+        self.logs = EpochLogs(cfg.log)  # checks that the logger is installed before any run directory exists
 
     def _check_phases(self) -> None:
         """Every phase's stage rule resolves against this network (fails before anything trains)."""
@@ -150,6 +161,13 @@ class Trainer:
     # --- loop -------------------------------------------------------------------------------------------
     def fit(self, progress) -> str:
         """Train the remaining epochs; returns the final status."""
+        self.logs.open(self.run_dir, self.state.epoch)
+        try:
+            return self._fit(progress)
+        finally:
+            self.logs.close()
+
+    def _fit(self, progress) -> str:
         total = len(self.plan)
         task = progress.add_task("train", total=self.steps_per_epoch, epoch=f"{self.state.epoch + 1}/{total}",
                                  loss=float("nan"), val="-")
@@ -168,6 +186,7 @@ class Trainer:
             progress.update(task, val=f"{self.cfg.monitor} {line['val_' + self.cfg.monitor]:.4f}")
             improved, stop = self.after_epoch(val)
             self.commit_epoch(line, improved)
+            self.logs.epoch(line)
             if stop:
                 return "early-stopped"
         return "completed"
@@ -176,6 +195,7 @@ class Trainer:
         """Write the epoch's metrics line, then its checkpoint: the checkpoint is the commit point, so a
         resume after a crash anywhere in here redoes the epoch and drops its metrics line."""
         ckpt.append_jsonl(self.run_dir / runs.METRICS, line)
+        self.logs.metrics_table(self.run_dir)
         self.state.epoch += 1
         try:
             self.save_checkpoint()
@@ -191,12 +211,17 @@ class Trainer:
 
     def train_epoch(self, epoch: int, progress, task) -> tuple[float, float]:
         self.net.train()
-        loader = make_loader(self.train_data, self.cfg.batch_size, True, self.cfg.seed, epoch, self.cfg.num_workers)
+        sampler = None
+        if self.sample_weights is not None:
+            sampler = BalancedBatches(self.sample_weights, self.cfg.batch_size, self.cfg.seed, epoch)
+        loader = make_loader(self.train_data, self.cfg.batch_size, True, self.cfg.seed, epoch, self.cfg.num_workers,
+                             sampler)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader):
             x, y = x.to(self.device), y.to(self.device)
             if self.cfg.augment:
                 x = horizontal_flip(x)
+            self.logs.images(x)
             with torch.autocast(self.device.type, enabled=self.amp):
                 logits = self._forward_train(x)
                 loss = self.loss_fn(logits, y)
@@ -224,8 +249,8 @@ class Trainer:
             if "Expected more than 1 value per channel" not in str(exc):
                 raise
             raise TxkitError(f"batch-norm in {self.cfg.backbone} needs more than one value per channel, but a "
-                             f"batch of {len(x)} image(s) at {self.size} px has one; use a larger batch_size "
-                             f"or image_size") from None
+                             f"batch of {len(x)} image(s) at {self.size} px has one; use a larger `batch_size` "
+                             f"or `image_size`") from None
 
     def _check_gradients(self, epoch: int, step: int) -> None:
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
@@ -238,7 +263,7 @@ class Trainer:
             kept = f"the run keeps its last good checkpoint (epoch {self.state.epoch}) in {self.run_dir}"
         else:
             kept = "no epoch had finished, so the run has no checkpoint"
-        return NonFiniteLoss(f"{what} at {where}; {kept}; train again with a lower learning rate (--lr)")
+        return NonFiniteLoss(f"{what} at {where}; {kept}; train again with a lower learning rate (`lr`)")
 
     @torch.no_grad()
     def predict(self, data: TensorSplit) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +281,7 @@ class Trainer:
                 raise NonFiniteLoss(f"the best checkpoint in {self.run_dir} predicts non-finite values")
             raise self.non_finite("the validation predictions became non-finite", epoch)
         metrics = compute_metrics_from_logits(labels, logits, self.dataset.classes, self.task)
-        metrics["loss"] = float(self.loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)))
+        metrics["loss"] = float(self.cpu_loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)))
         return metrics
 
     def metrics_line(self, epoch: int, train_loss: float, train_acc: float, val: dict, seconds: float) -> dict:
@@ -334,6 +359,7 @@ class Trainer:
         kept = [line for line in lines if line.get("epoch", 0) <= self.state.epoch]
         if len(kept) != len(lines) or not (self.run_dir / runs.METRICS).exists():
             ckpt.write_jsonl(self.run_dir / runs.METRICS, kept)
+            self.logs.metrics_table(self.run_dir)
         # The best weights are written after their epoch's commit; a crash in between leaves them to redo.
         best_now = self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
         if best_now and ckpt.tensor_metadata(self.run_dir / runs.WEIGHTS).get("epoch") != str(self.state.epoch):
@@ -386,13 +412,6 @@ def image_size(cfg: TrainConfig, dataset: TxDataset, net: TxNet) -> int:
 def horizontal_flip(x: torch.Tensor) -> torch.Tensor:
     flip = torch.rand(x.shape[0], device=x.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-
-
-def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits that ignores NaN targets (CheXpert's U-Ignore)."""
-    known = ~torch.isnan(target)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.nan_to_num(target), reduction="none")
-    return (loss * known).sum() / known.sum().clamp(min=1)
 
 
 def engine_summary(trainer: Trainer, status: str, elapsed: float, test: dict | None) -> dict:

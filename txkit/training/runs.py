@@ -33,25 +33,25 @@ def new_run_dir(cfg: TrainConfig, out: str | None) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TxkitError(f"--out {path}: cannot create the run directory ({exc.strerror or exc}); choose "
-                         f"another --out") from None
+        raise TxkitError(f"`out` {path}: cannot create the run directory ({exc.strerror or exc}); choose "
+                         f"another `out`") from None
     return path
 
 
 def check_new_run_dir(path: Path) -> None:
     """``--out`` must be a new or empty folder (checked before any work starts)."""
     if (path / CONFIG).exists():
-        raise TxkitError(f"--out {path}: already holds a run; pass --resume {path} to continue it or choose "
-                         f"another --out")
+        raise TxkitError(f"`out` {path}: already holds a run; pass --resume {path} to continue it or choose "
+                         f"another `out`")
     if path.exists() and not path.is_dir():
-        raise TxkitError(f"--out {path}: is a file, not a folder; choose another --out")
+        raise TxkitError(f"`out` {path}: is a file, not a folder; choose another `out`")
     if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
-        raise TxkitError(f"--out {path}: folder exists and is not empty (and is not a txkit run); choose a new "
+        raise TxkitError(f"`out` {path}: folder exists and is not empty (and is not a txkit run); choose a new "
                          f"or empty folder")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise TxkitError(f"--out {path}: {parent} is a file, not a folder; choose another --out")
+                raise TxkitError(f"`out` {path}: {parent} is a file, not a folder; choose another `out`")
             break
 
 

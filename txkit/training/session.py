@@ -54,7 +54,7 @@ def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
         return run, previous
     if previous and previous.get("status") == "non-finite-loss":
         raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
-                         f"lower --lr")
+                         f"lower `lr`")
     saved = read_checkpoint(run)
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         (run / runs.METRICS).unlink(missing_ok=True)
@@ -70,7 +70,8 @@ def write_config(trainer: Trainer) -> None:
     resolved = {"weights": resolved_weights(trainer.cfg, trainer.strategy), "num_classes": trainer.dataset.num_classes,
                 "classes": trainer.dataset.classes, "task": trainer.task, "image_size": trainer.size,
                 "stages": trainer.net.stage_names(), "phases": [p.__dict__ for p in trainer.strategy.phases],
-                "train_images": len(trainer.train_data), "val_images": len(trainer.val_data)}
+                "train_images": len(trainer.train_data), "val_images": len(trainer.val_data),
+                "class_weights": trainer.class_weights, "sampler": trainer.cfg.sampler}
     ckpt.write_json(trainer.run_dir / runs.CONFIG,
                     {"config": trainer.cfg.to_dict(), "resolved": resolved, **runs.environment()})
 
