@@ -300,10 +300,11 @@ def test_interrupted_experiment_continues_without_redoing_finished_runs(tmp_path
 
 
 def test_failed_runs_are_recorded_and_the_rest_finish(tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"not an npz archive")  # a missing data_root fails before any run
     path = write_experiment(tmp_path, """
         [stages.broken]
         dataset = "medmnist"
-        data_root = "missing.npz"
+        data_root = "broken.npz"
         data_options = {}
 
         [grid]
@@ -312,13 +313,13 @@ def test_failed_runs_are_recorded_and_the_rest_finish(tmp_path):
     """)
     result = CliRunner().invoke(experiment_group, ["run", str(path), "--out", str(tmp_path / "exp")])
     assert result.exit_code == 1
-    assert "3 of 4 runs failed" in result.output and "the others finished" in result.output
+    assert "3 of 4 runs failed" in result.output and "; 1 finished;" in result.output
     state = ExperimentState.load(tmp_path / "exp")
     plan = Plan.load(tmp_path / "exp")
     by_name = {(run.cell["strategy"] if run.cell else run.id.split("-")[0]): state.runs[run.id] for run in plan.runs}
     assert by_name["full"]["status"] == "done"
     assert "no stage 'layer9'" in by_name["finetune-from:layer9"]["error"]
-    assert "missing.npz" in by_name["broken"]["error"]
+    assert "broken.npz" in by_name["broken"]["error"]
     assert by_name["after-broken"]["error"].startswith("needs stage run broken-")
     assert all("/" not in run.directory.split("/", 1)[1] for run in plan.runs)
 

@@ -30,14 +30,15 @@ def list_command(kind, as_json):
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
     for column in ("kind", "name", "description", "provided by"):
         table.add_column(column, overflow="fold")
-    for e in entries:
+    for e in entries:  # plugin text is escaped: a '[' in it must not be read as rich markup
         clash = " [red](name clash)[/red]" if (e.kind, e.name) in clashes else ""
-        table.add_row(e.kind, e.name + clash, e.description, e.provided_by)
+        table.add_row(e.kind, escape(e.name) + clash, escape(e.description), escape(e.provided_by))
     Console().print(table)
 
 
@@ -59,14 +60,15 @@ def plugins_command(as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
     for column in ("plugin", "version", "hooks", "errors"):
         table.add_column(column, overflow="fold")
-    for row in rows:
-        errors = "\n".join(row["errors"])
-        table.add_row(row["name"], row["version"], ", ".join(row["hooks"]),
+    for row in rows:  # plugin text is escaped: a '[' in an error message must not be read as rich markup
+        errors = escape("\n".join(row["errors"]))
+        table.add_row(escape(row["name"]), escape(row["version"]), escape(", ".join(row["hooks"])),
                       f"[red]{errors}[/red]" if errors else "")
     Console().print(table)
 

@@ -46,9 +46,9 @@ def visualize_command(run_dirs, backbone, weights, num_classes, method, images, 
         return
     if not method:
         raise TxkitError("--method is required (`txkit list visualizers` shows them)")
-    from txkit.plugins import registry
+    from txkit.plugins import create
 
-    visualizer = registry("visualizer").get(method).create(method)
+    visualizer = create("visualizer", method)
     out_dir = Path(out)
     if hasattr(visualizer, "write"):
         written = visualizer.write([(s.label, s.net) for s in subjects], out_dir, layer=layer, image_size=image_size)

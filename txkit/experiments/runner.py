@@ -21,13 +21,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from txkit.errors import TxkitError
+from txkit.errors import TxkitError, for_config
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun, expand, slug
 from txkit.experiments.predictions import probabilities_of_test_split
-from txkit.experiments.spec import load_experiment
+from txkit.experiments.spec import check_data_roots, load_experiment
 from txkit.experiments.state import DONE, FAILED, INTERRUPTED, RUNNING, ExperimentState
 
 COPY_OF_FILE, LOCK_FILE, LOGS = "experiment.toml", ".lock", "logs"
+STATUS_WORDS = {DONE: "finished", INTERRUPTED: "interrupted", RUNNING: "unfinished", "pending": "not run"}
 
 
 class ExperimentInterrupted(TxkitError):
@@ -35,7 +36,7 @@ class ExperimentInterrupted(TxkitError):
 
 
 class RunsFailed(TxkitError):
-    """Some runs failed; the others finished and everything is recorded."""
+    """Some runs failed; everything is recorded and the failed ones are retried on the next run."""
 
 
 def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 1, console: Console | None = None,
@@ -47,6 +48,7 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
         raise TxkitError(f"--jobs must be 1 or more, got {jobs}")
     overrides = dict(overrides or {})
     experiment = load_experiment(path, overrides)
+    check_data_roots(experiment)
     root = Path(out or Path("experiments") / slug(experiment.name)).resolve()
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root):
@@ -75,13 +77,17 @@ def _same_command(path, root: Path, overrides: dict[str, str]) -> str:
 
 
 def check_outcome(root: Path, counts: dict[str, int]) -> None:
-    """Raise RunsFailed naming the first failure when some runs failed."""
-    failed = counts.get(FAILED, 0)
-    if failed:
-        state = ExperimentState.load(root)
-        first = next(run.id for run in Plan.load(root).runs if state.status(run.id) == FAILED)
-        raise RunsFailed(f"{failed} of {sum(counts.values())} runs failed (first: {first}: {state.error(first)}); "
-                         f"the others finished; fix the cause and run again to retry the failed ones")
+    """Raise RunsFailed naming the first failure when some runs failed, counting what the others did."""
+    failed, total = counts.get(FAILED, 0), sum(counts.values())
+    if not failed:
+        return
+    state = ExperimentState.load(root)
+    first = next(run.id for run in Plan.load(root).runs if state.status(run.id) == FAILED)
+    head = f"all {total} runs failed" if failed == total else f"{failed} of {total} runs failed"
+    others = ", ".join(f"{n} {STATUS_WORDS.get(status, status)}" for status, n in sorted(counts.items())
+                       if status != FAILED)
+    raise RunsFailed(f"{head} (first: {first}: {state.error(first)}){'; ' + others if others else ''}; "
+                     f"fix the cause and run again to retry the failed ones")
 
 
 # ------------------------------------------------------------------------------------------ preparation
@@ -264,7 +270,7 @@ def _keep_probabilities(run_dir: str, log) -> None:
 
 
 def _one_line(exc: Exception) -> str:
-    text = (str(exc) if isinstance(exc, TxkitError) else f"{type(exc).__name__}: {exc}").strip()
+    text = (for_config(str(exc)) if isinstance(exc, TxkitError) else f"{type(exc).__name__}: {exc}").strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 

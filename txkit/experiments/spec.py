@@ -246,10 +246,7 @@ def parse_report_options(check: Checker, table: dict) -> ReportOptions:
 
 def _check_references(check: Checker, experiment: Experiment) -> None:
     """Every stage:NAME names a stage, and stages do not feed each other in a circle."""
-    sources = [(f"[stages.{s.name}]", s.settings) for s in experiment.stages.values()]
-    sources += [("[defaults]", experiment.defaults), ("[target]", experiment.target)]
-    sources += [(f"[grid] strategies entry {e.label!r}", e.overrides) for e in experiment.strategies]
-    for where, settings in sources:
+    for where, settings in _setting_tables(experiment):
         for key in RUN_REFERENCES:
             name = stage_reference(settings.get(key))
             if name is not None and name not in experiment.stages:
@@ -257,6 +254,25 @@ def _check_references(check: Checker, experiment: Experiment) -> None:
                                   f"{', '.join(experiment.stages) or 'none defined'}")
     for name in experiment.stages:
         _check_no_cycle(check, experiment, name, [])
+
+
+def _setting_tables(experiment: Experiment) -> list[tuple[str, dict]]:
+    """Every table of training fields, as (where, fields)."""
+    tables = [(f"[stages.{s.name}]", s.settings) for s in experiment.stages.values()]
+    tables += [("[defaults]", experiment.defaults), ("[target]", experiment.target)]
+    return tables + [(f"[grid] strategies entry {e.label!r}", e.overrides) for e in experiment.strategies]
+
+
+def check_data_roots(experiment: Experiment) -> None:
+    """Before anything trains: a missing data root would fail every run that reads it."""
+    check = Checker(experiment.path)
+    for where, settings in _setting_tables(experiment):
+        root = settings.get("data_root")
+        if isinstance(root, str) and not Path(root).exists():
+            table = where[1:-1] if where.endswith("]") else None  # a strategies entry cannot be --set
+            override = f" or pass --set {table}.data_root=PATH" if table else ""
+            check.fail(where, f"data_root {root} does not exist; fix the path (relative paths in the file are "
+                              f"relative to the file){override}")
 
 
 def _check_no_cycle(check: Checker, experiment: Experiment, name: str, seen: list[str]) -> None:

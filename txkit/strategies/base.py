@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from txkit.errors import TxkitError
 
+LEARNED_COLORIZERS = ("deconv", "resizeconv", "pixelshuffle", "coloru", "conv1x1")  # the built-in ones
+
 
 @dataclass
 class Phase:
@@ -44,8 +46,9 @@ class Strategy:
             chosen = {head}
         elif phase.trains == "colorizer+head":
             if not has_colorizer:
-                raise TxkitError(f"strategy {self.name!r} trains a colorizer: pass --colorizer NAME "
-                                 f"(`txkit list colorizers`)")
+                raise TxkitError(f"strategy {self.name!r} trains a colorizer, but this network has no colorizer "
+                                 f"with trainable parameters; pass --colorizer with a learned colorizer "
+                                 f"({', '.join(LEARNED_COLORIZERS)}) or use strategy full")
             chosen = {"colorizer", head}
         elif phase.trains.startswith("from:"):
             start = phase.trains[5:]
@@ -59,6 +62,18 @@ class Strategy:
         if not train_colorizer:
             chosen.discard("colorizer")
         return chosen
+
+    def check_colorizer(self, colorizer: str | None, has_parameters: bool) -> None:
+        """Fail up front (before a run directory exists) when a colorizer strategy would have nothing to train."""
+        if not self.needs_colorizer:
+            return
+        learned = ", ".join(LEARNED_COLORIZERS)
+        if colorizer is None:
+            raise TxkitError(f"strategy {self.name!r} trains a colorizer: pass --colorizer NAME, a learned "
+                             f"one ({learned}; `txkit list colorizers`), or use strategy full")
+        if not has_parameters:
+            raise TxkitError(f"colorizer {colorizer!r} has no trainable parameters, so strategy {self.name!r} has "
+                             f"nothing to train; use a learned colorizer ({learned}) or strategy full")
 
     def next_unfrozen(self, trainable: set[str], stages: list[str]) -> set[str]:
         """For gradual unfreezing: add the deepest still-frozen backbone stage."""

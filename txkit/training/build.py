@@ -6,17 +6,28 @@ from pathlib import Path
 
 import torch
 
-from txkit.errors import WeightsError
+from txkit.errors import TxkitError, WeightsError
 from txkit.network import TxNet
 from txkit.plugins import create
 from txkit.strategies import Strategy
+from txkit.training import checkpoint as ckpt
 from txkit.training.config import TrainConfig
 
 RUN_WEIGHTS = "model.safetensors"
+DAMAGED_FIX = "it is truncated or damaged: save or download it again, or retrain the run it came from"
 
 
 def build_strategy(cfg: TrainConfig) -> Strategy:
-    return create("strategy", cfg.strategy)
+    """The strategy of ``cfg``, checked against its colorizer so a bad pair fails before a run directory exists."""
+    strategy = create("strategy", cfg.strategy)
+    if strategy.needs_colorizer:
+        strategy.check_colorizer(cfg.colorizer, cfg.colorizer is not None and _colorizer_has_parameters(cfg))
+    return strategy
+
+
+def _colorizer_has_parameters(cfg: TrainConfig) -> bool:
+    colorizer = create("colorizer", cfg.colorizer, **cfg.colorizer_options)
+    return hasattr(colorizer, "parameters") and any(True for _ in colorizer.parameters())
 
 
 def resolved_weights(cfg: TrainConfig, strategy: Strategy) -> str:
@@ -44,40 +55,55 @@ def read_state(source: str) -> dict[str, torch.Tensor]:
     if path.is_dir():
         return run_backbone_state(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
+        return read_safetensors(path, "--weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path}: cannot read as a weights-only PyTorch file ({type(exc).__name__}); "
-                           f"txkit never unpickles arbitrary objects: save a plain state_dict or .safetensors") from None
+        raise WeightsError(f"--weights {path}: cannot read it as a weights-only PyTorch file ({type(exc).__name__}); "
+                           f"the file is damaged or not a state_dict (txkit never unpickles arbitrary objects): "
+                           f"save a plain state_dict or .safetensors") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state_dict (name -> tensor)")
-    return state
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    if not tensors:
+        raise WeightsError(f"--weights {path}: expected a state_dict (name -> tensor); save model.state_dict()")
+    return tensors
+
+
+def read_safetensors(path: Path, option: str) -> dict[str, torch.Tensor]:
+    """All tensors of ``path``; a truncated, random or unreadable file is one WeightsError starting ``option``."""
+    try:
+        return ckpt.load_tensors(path, DAMAGED_FIX)
+    except TxkitError as exc:
+        raise WeightsError(f"{option} {exc}") from None
 
 
 def run_backbone_state(run_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    weights = run_dir / RUN_WEIGHTS
-    if not weights.exists():
-        raise WeightsError(f"{weights}: not found; is {run_dir} a finished txkit run directory?")
-    state = load_file(str(weights))
+    if not (run_dir / RUN_WEIGHTS).exists():
+        raise WeightsError(f"--weights {run_dir}: {run_dir / RUN_WEIGHTS} not found; "
+                           f"is it a finished txkit run directory?")
+    state = read_safetensors(run_dir / RUN_WEIGHTS, f"--weights {run_dir}:")
     return {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
 
 
-def check_run_backbone(run_dir: Path, backbone: str) -> None:
-    from txkit.training.checkpoint import read_json
+def run_config(run_dir: Path, option: str) -> TrainConfig:
+    """The TrainConfig of an earlier run given to ``option``; a missing or corrupt config.json is one line."""
+    from txkit.training.runs import load_run_config
 
-    config = run_dir / "config.json"
-    if config.exists():
-        used = read_json(config)["config"]["backbone"]
-        if used != backbone:
-            raise WeightsError(f"{run_dir} trained backbone {used!r}, not {backbone!r}; pass --backbone {used}")
+    try:
+        return load_run_config(run_dir)[0]
+    except TxkitError as exc:
+        raise WeightsError(f"{option} {run_dir}: {exc}") from None
+
+
+def check_run_backbone(run_dir: Path, backbone: str) -> None:
+    # A directory without config.json (weights saved by hand) is allowed; the tensor shapes are checked later.
+    if not (run_dir / "config.json").exists():
+        return
+    used = run_config(run_dir, "--weights").backbone
+    if used != backbone:
+        raise WeightsError(f"{run_dir} trained backbone {used!r}, not {backbone!r}; pass --backbone {used}")
 
 
 def load_backbone_weights(net: TxNet, source: str, backbone_name: str) -> None:
@@ -104,18 +130,26 @@ def _adapt_channels(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def check_run_colorizer(run: Path, colorizer_name: str | None) -> None:
+    option = f"--colorizer-from {run}"
+    if not (run / RUN_WEIGHTS).exists() or not (run / "config.json").exists():
+        raise WeightsError(f"{option}: not a finished txkit run directory (no {RUN_WEIGHTS} or config.json)")
+    used = run_config(run, "--colorizer-from").colorizer
+    if used is None:
+        raise WeightsError(f"{option}: that run has no colorizer; pass a run trained with --colorizer")
+    if used != colorizer_name:
+        raise WeightsError(f"{option}: that run used colorizer {used!r}; pass --colorizer {used}")
+
+
 def load_colorizer_weights(net: TxNet, run_dir: str, colorizer_name: str | None) -> None:
-    from safetensors.torch import load_file
-
-    from txkit.training.checkpoint import read_json
-
-    path = Path(run_dir)
-    weights, config = path / RUN_WEIGHTS, path / "config.json"
-    if not weights.exists() or not config.exists():
-        raise WeightsError(f"--colorizer-from {run_dir}: not a txkit run directory (no {RUN_WEIGHTS}/config.json)")
-    used = read_json(config)["config"].get("colorizer")
-    if used is None or used != colorizer_name:
-        raise WeightsError(f"--colorizer-from {run_dir}: that run used colorizer {used!r}; "
-                           f"pass --colorizer {used}" if used else f"--colorizer-from {run_dir}: that run has no colorizer")
-    state = {k[len("colorizer."):]: v for k, v in load_file(str(weights)).items() if k.startswith("colorizer.")}
-    net.colorizer.load_state_dict(state)
+    run = Path(run_dir)
+    check_run_colorizer(run, colorizer_name)
+    option = f"--colorizer-from {run}"
+    tensors = read_safetensors(run / RUN_WEIGHTS, f"{option}:")
+    state = {k[len("colorizer."):]: v for k, v in tensors.items() if k.startswith("colorizer.")}
+    try:
+        net.colorizer.load_state_dict(state)
+    except RuntimeError as exc:  # other colorizer options, or a hand-edited file
+        detail = str(exc).strip().splitlines()[-1].strip()  # the first line only names the module class
+        raise WeightsError(f"{option}: its colorizer weights do not fit this {colorizer_name} colorizer ({detail}); "
+                           f"pass the same --colorizer-option values as that run") from None

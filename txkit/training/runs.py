@@ -16,6 +16,7 @@ from txkit.training.config import TrainConfig
 
 CONFIG, WEIGHTS, METRICS, SUMMARY = "config.json", "model.safetensors", "metrics.jsonl", "summary.json"
 CHECKPOINT, CHECKPOINT_STATE = "checkpoint.safetensors", "checkpoint.json"
+RESOLVED_KEYS = ("num_classes", "classes", "task", "image_size")  # what evaluate, predict and visualize read
 
 
 def new_run_dir(cfg: TrainConfig, out: str | None) -> Path:
@@ -88,9 +89,11 @@ def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
     if not path.exists():
         raise TxkitError(f"{path}: not found; {run} is not a txkit run directory")
     data = read_json_checked(path, "the run's config is damaged; restore it or train the run again")
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or \
-            not isinstance(data.get("resolved"), dict):
-        raise TxkitError(f"{path}: incomplete (no config or resolved section); restore it or train the run again")
+    resolved = data.get("resolved") if isinstance(data, dict) else None
+    if not isinstance(data.get("config") if isinstance(data, dict) else None, dict) or \
+            not isinstance(resolved, dict) or any(key not in resolved for key in RESOLVED_KEYS):
+        raise TxkitError(f"{path}: incomplete (no config, or resolved lacks one of {', '.join(RESOLVED_KEYS)}); "
+                         f"restore it or train the run again")
     try:
         return TrainConfig.from_dict(data["config"]), data
     except (TypeError, ValueError) as exc:

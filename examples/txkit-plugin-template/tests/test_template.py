@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -33,3 +34,12 @@ def test_listed_by_the_cli():
     out = CliRunner().invoke(build_cli(), ["list", "--json"]).output
     names = {(e["kind"], e["name"], e["provided_by"]) for e in json.loads(out)}
     assert ("colorizer", "edges", "txkit-plugin-template") in names
+
+
+def test_edges_is_fixed_so_a_colorizer_strategy_refuses_it_up_front():
+    from txkit.errors import TxkitError
+    from txkit.training.build import build_strategy
+    from txkit.training.config import TrainConfig
+
+    with pytest.raises(TxkitError, match="colorizer 'edges' has no trainable parameters"):
+        build_strategy(TrainConfig(colorizer="edges", strategy="colorizer"))
