@@ -6,6 +6,7 @@ import json
 
 import click
 
+from txkit.cli.output import print_table
 from txkit.registry import KINDS, PLURALS
 
 _KIND_ARGS = {**{k: k for k in KINDS}, **{v: k for k, v in PLURALS.items()}}
@@ -29,7 +30,6 @@ def list_command(kind, as_json):
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -39,7 +39,7 @@ def list_command(kind, as_json):
     for e in entries:  # plugin text is escaped: a '[' in it must not be read as rich markup
         clash = " [red](name clash)[/red]" if (e.kind, e.name) in clashes else ""
         table.add_row(e.kind, escape(e.name) + clash, escape(e.description), escape(e.provided_by))
-    Console().print(table)
+    print_table(table)
 
 
 @click.command("plugins")
@@ -59,7 +59,6 @@ def plugins_command(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -70,7 +69,7 @@ def plugins_command(as_json):
         errors = escape("\n".join(row["errors"]))
         table.add_row(escape(row["name"]), escape(row["version"]), escape(", ".join(row["hooks"])),
                       f"[red]{errors}[/red]" if errors else "")
-    Console().print(table)
+    print_table(table)
 
 
 COMMANDS = [list_command, plugins_command]
