@@ -26,6 +26,7 @@ from txkit.training.data import (TensorSplit, check_nonempty, fraction_indices, 
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.logs import EpochLogs
 from txkit.training.metrics import compute_metrics_from_logits
+from txkit.training.predictions import resampling_groups, save_predictions
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
 
 RESUME_FIX = "delete the run directory and train again"
@@ -104,6 +105,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, console=None, load_weights: bool = True):
         self.cfg, self.run_dir, self.console = cfg, Path(run_dir) if run_dir else None, console
         validate_names(cfg)
+        if cfg.sampler not in SAMPLERS:
+            raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
+        self.logs = EpochLogs(cfg.log)  # checks that the logger is installed
         self.device = resolve_device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
@@ -118,26 +122,31 @@ class Trainer:
         self.net.to(self.device)
         self._check_phases()
         self.size = image_size(cfg, self.dataset, self.net)
-        train = self.dataset.split("train")
-        keep = fraction_indices(train, cfg.fraction, cfg.seed, self.task)
-        self.train_data = TensorSplit(train.subset(keep), self.size, self.task)
-        self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task)
-        self.steps_per_epoch = len(train_batches(len(self.train_data), cfg.batch_size))
-        labels = self.train_data.split.labels
-        self.class_weights = class_weights(cfg.class_weights, labels, self.dataset.classes, self.task)
-        self.loss_fn = loss_function(self.task, self.class_weights).to(self.device)
-        self.cpu_loss_fn = loss_function(self.task, self.class_weights)  # for validation logits on the CPU
-        if cfg.sampler not in SAMPLERS:
-            raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
-        strata = labels if self.task == "multiclass" else label_strata(labels)
-        self.sample_weights = sample_weights(strata) if cfg.sampler == "balanced" else None
-        self.logs = EpochLogs(cfg.log)  # checks that the logger is installed before any run directory exists
+        self._build_splits()
+        self._build_imbalance()
 
     def _check_phases(self) -> None:
-        """Every phase's stage rule resolves against this network (fails before anything trains)."""
+        """Every phase's stage rule and optimiser settings resolve (fails before anything trains)."""
         stages = self.net.stage_names()
         for phase in self.strategy.phases:
             self.strategy.trainable(phase, stages, not self.cfg.freeze_colorizer)
+            phase_settings(self.cfg, phase)
+
+    def _build_splits(self) -> None:
+        train = self.dataset.split("train")
+        keep = fraction_indices(train, self.cfg.fraction, self.cfg.seed, self.task)
+        self.train_data = TensorSplit(train.subset(keep), self.size, self.task)
+        self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task)
+        self.steps_per_epoch = len(train_batches(len(self.train_data), self.cfg.batch_size))
+
+    def _build_imbalance(self) -> None:
+        """Loss weights and sampling weights from the training labels (see txkit.training.imbalance)."""
+        labels = self.train_data.split.labels
+        self.class_weights = class_weights(self.cfg.class_weights, labels, self.dataset.classes, self.task)
+        self.loss_fn = loss_function(self.task, self.class_weights).to(self.device)
+        self.cpu_loss_fn = loss_function(self.task, self.class_weights)  # for validation logits on the CPU
+        strata = labels if self.task == "multiclass" else label_strata(labels)
+        self.sample_weights = sample_weights(strata) if self.cfg.sampler == "balanced" else None
 
     def start_phase(self, index: int) -> None:
         phase = self.strategy.phases[index]
@@ -275,6 +284,9 @@ class Trainer:
         return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
     def evaluate(self, data: TensorSplit, epoch: int | None = None) -> dict:
+        return self.evaluate_with_logits(data, epoch)[0]
+
+    def evaluate_with_logits(self, data: TensorSplit, epoch: int | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
         logits, labels = self.predict(data)
         if not np.isfinite(logits).all():
             if epoch is None:
@@ -282,7 +294,7 @@ class Trainer:
             raise self.non_finite("the validation predictions became non-finite", epoch)
         metrics = compute_metrics_from_logits(labels, logits, self.dataset.classes, self.task)
         metrics["loss"] = float(self.cpu_loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)))
-        return metrics
+        return metrics, logits, labels
 
     def metrics_line(self, epoch: int, train_loss: float, train_acc: float, val: dict, seconds: float) -> dict:
         return {"epoch": epoch + 1, "phase": self.strategy.phases[self.plan[epoch]].name,
@@ -371,7 +383,11 @@ class Trainer:
         if "test" not in self.dataset.splits or not (self.run_dir / runs.WEIGHTS).exists():
             return None
         self.net.load_state_dict(ckpt.load_tensors(self.run_dir / runs.WEIGHTS))
-        return self.evaluate(TensorSplit(self.dataset.split("test"), self.size, self.task))
+        split = self.dataset.split("test")
+        metrics, logits, labels = self.evaluate_with_logits(TensorSplit(split, self.size, self.task))
+        # stored so that reports and statistics need no model (txkit evaluate, experiment report)
+        save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
+        return metrics
 
 
 PENDING = ".pending"
