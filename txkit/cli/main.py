@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from txkit import __version__
-from txkit.errors import TxkitError
+from txkit.errors import TxkitError, for_cli
 
 
 class TxkitGroup(click.Group):
@@ -26,7 +26,7 @@ class TxkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TxkitError as exc:
-            click.secho(f"Error: {exc}", err=True, fg="red")
+            click.secho(f"Error: {for_cli(str(exc))}", err=True, fg="red")
             ctx.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
                 KeyboardInterrupt, SystemExit):

@@ -48,6 +48,14 @@ def _fmt(value) -> str:
 @click.option("--image-size", type=click.IntRange(16), help="Resize images to this square size.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random horizontal flips.")
 @click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (counted) instead of failing.")
+@click.option("--class-weights", default=DEFAULTS.class_weights, show_default=True, metavar="none|balanced|FILE",
+              help="Loss weights per class: balanced (n / (k * n_c); multi-label pos_weight = negatives / "
+                   "positives) or a JSON file of weights.")
+@click.option("--sampler", type=click.Choice(["none", "balanced"]), default=DEFAULTS.sampler, show_default=True,
+              help="balanced: draw training images with replacement so every class is seen equally often "
+                   "(seeded; resumes exactly).")
+@click.option("--log", type=click.Choice(["none", "tensorboard"]), default=DEFAULTS.log, show_default=True,
+              help="Also write TensorBoard event files under RUN/tensorboard (needs txkit[tensorboard]).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
@@ -91,27 +99,51 @@ def _print_summary(run_dir, summary: dict) -> None:
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
 @click.option("--split", default="test", show_default=True, help="train, val or test.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for the confidence intervals (stratified; whole patients or studies "
+                   "when the split has them); 0: no intervals.")
+@click.option("--ci-level", type=float, default=0.95, show_default=True, help="Confidence level, in (0, 1).")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_command(run_dir, split, as_json):
-    """Metrics of a run's best checkpoint on a split, and a ROC-curve PNG in the run directory."""
-    from txkit.training.evaluation import evaluate_run
+def evaluate_command(run_dir, split, bootstrap, ci_level, as_json):
+    """Metrics of a run's best checkpoint on a split with confidence intervals, calibration (ECE, Brier),
+    and ROC-curve and reliability-diagram PNGs in the run directory."""
+    from txkit.training.evaluation import check_interval_options, evaluate_run
 
-    metrics = evaluate_run(run_dir, split)
+    check_interval_options(bootstrap, ci_level)
+    metrics = evaluate_run(run_dir, split, bootstrap=bootstrap, ci_level=ci_level)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
+    _print_evaluation(metrics)
+
+
+def _with_ci(value, interval) -> str:
+    """``0.9036 [0.871, 0.931]``; the value alone without an interval."""
+    if interval is None:
+        return _fmt(value)
+    low, high = interval
+    if low != low or high != high:
+        return f"{_fmt(value)} [-]"
+    return f"{_fmt(value)} [{low:.3f}, {high:.3f}]"
+
+
+def _level(ci: dict) -> str:
+    return f"{ci['level'] * 100:g} %"
+
+
+def _print_evaluation(metrics: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{split} split, {metrics['n']} images", box=None, header_style="bold")
-    for column in ("class", "precision", "recall", "f1", "auc", "support"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for name, row in metrics["per_class"].items():
-        table.add_row(name, *[_fmt(row[c]) for c in ("precision", "recall", "f1", "auc")], str(row["support"]))
-    table.add_row("[bold]macro[/bold]", *[_fmt(metrics[c]) for c in ("precision", "recall", "f1", "auc")], "")
-    console.print(table)
-    console.print(f"accuracy {_fmt(metrics['accuracy'])}")
+    ci = metrics.get("ci")
+    table = _evaluation_table(metrics, ci)
+    Console(width=max(console.width, _natural_width(console, table))).print(table)
+    if ci:
+        drawn = f"; {ci['n_groups']} {ci['resampled']} drawn whole" if "n_groups" in ci else ""
+        console.print(f"[{_level(ci)} CI]: {ci['method']}, {ci['n_resamples']} resamples, seed {ci['seed']}{drawn}")
+    console.print(f"accuracy {_with_ci(metrics['accuracy'], ci and ci['accuracy'])}")
+    if ci:
+        console.print(f"macro AUC {_with_ci(metrics['auc'], ci['delong']['auc'])} ({_level(ci)} CI, DeLong)")
     if "confusion_matrix" in metrics:
         console.print("confusion matrix (rows = truth, columns = prediction):")
         for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
@@ -121,7 +153,37 @@ def evaluate_command(run_dir, split, as_json):
         console.print(f"image-level kappa {_fmt(metrics['kappa'])}; study-level ({study['n']} studies, mean image "
                       f"probability): accuracy {_fmt(study['accuracy'])}, AUC {_fmt(study['auc'])}, "
                       f"kappa {_fmt(study['kappa'])}")
+    console.print(f"calibration: ECE {_fmt(metrics['ece'])} ({metrics['ece_bins']} bins), Brier "
+                  f"{_fmt(metrics['brier'])}, NLL {_fmt(metrics['nll'])}")
+    calibrated = metrics.get("calibrated")
+    if calibrated:
+        console.print(f"calibrated (temperature {calibrated['temperature']:.3f}, fitted on {calibrated['fitted_on']}"
+                      f"{', this split: optimistic' if calibrated['fitted_on'] == metrics['split'] else ''}): "
+                      f"ECE {_fmt(calibrated['ece'])}, Brier {_fmt(calibrated['brier'])}, "
+                      f"NLL {_fmt(calibrated['nll'])}")
     console.print(f"ROC curves: {metrics['roc_png']}")
+    console.print(f"reliability diagram: {metrics['reliability_png']}")
+
+
+def _natural_width(console, table) -> int:
+    """The table's width unwrapped: intervals in cells are unreadable when a narrow terminal folds them."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=1000), table).maximum
+
+
+def _evaluation_table(metrics: dict, ci: dict | None):
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['split']} split, {metrics['n']} images", box=None, header_style="bold")
+    columns = ("precision", "recall", "f1", "auc")
+    for column in ("class",) + columns + ("support",):
+        table.add_column(column, justify="right" if column != "class" else "left", no_wrap=True)
+    for name, row in metrics["per_class"].items():
+        bounds = ci["per_class"][name] if ci else {}
+        table.add_row(name, *[_with_ci(row[c], bounds.get(c)) for c in columns], str(row["support"]))
+    table.add_row("[bold]macro[/bold]", *[_with_ci(metrics[c], ci and ci[c]) for c in columns], "")
+    return table
 
 
 @click.command("predict")
@@ -129,7 +191,8 @@ def evaluate_command(run_dir, split, as_json):
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(run_dir, images, as_json):
-    """Classify single images with a run's best checkpoint."""
+    """Classify single images with a run's best checkpoint; with calibration.json (txkit calibrate) also the
+    temperature-scaled probabilities."""
     from txkit.training.evaluation import predict_images
 
     results = predict_images(run_dir, list(images))
@@ -137,7 +200,8 @@ def predict_command(run_dir, images, as_json):
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
-        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.3f})")
+        calibrated = f"; calibrated {r['calibrated_probability']:.3f}" if "calibrated_probability" in r else ""
+        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.3f}{calibrated})")
 
 
 @click.command("inspect")

@@ -37,10 +37,31 @@ def _coordinates(rows: list[dict]) -> list[str]:
     return ["strategy"] + [axis for axis in ("colorizer", "backbone") if len({r[axis] for r in rows}) > 1]
 
 
+def with_ci(value: float, low: float, high: float) -> str:
+    """``0.9036 [0.871, 0.931]``."""
+    if not math.isfinite(value):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return number(value)
+    return f"{number(value)} [{low:.3f}, {high:.3f}]"
+
+
+def signed_ci(value: float, low: float, high: float) -> str:
+    """``-0.012 [-0.050, +0.030]``."""
+    if not math.isfinite(value):
+        return "–"
+    bounds = f" [{low:+.3f}, {high:+.3f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{value:+.3f}{bounds}"
+
+
+def percent(level: float) -> str:
+    return f"{level * 100:g} %"
+
+
 def report_markdown(report: dict) -> str:
     parts = [f"# Experiment report: {report['experiment']}", _counts(report), _test_table(report),
-             _plateau_table(report), _wilcoxon_section(report), _slopes_section(report), _failures(report),
-             _plots(report)]
+             _interval_table(report), _plateau_table(report), _wilcoxon_section(report), _paired_section(report),
+             _slopes_section(report), _failures(report), _plots(report)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -66,6 +87,25 @@ def _test_table(report: dict) -> str:
     header, body = _mean_std_rows(report["cells"], "test", TEST_METRICS)
     return ("## Test metrics\n\nEach run's test split with its best checkpoint (best validation epoch); "
             "mean ± sample standard deviation over seeds (n = finished seeds).\n\n" + table(header, body))
+
+
+def _interval_table(report: dict) -> str:
+    rows = [r for r in report["cells"] if r.get("ci_seed") is not None]
+    missing = "".join(f"\n- no test predictions of `{m['run']}`: {m['error']}" for m in report["no_predictions"])
+    if not rows:
+        return f"## Test metrics with confidence intervals\n{missing}" if missing else ""
+    coords = _coordinates(report["cells"])
+    header = coords + ["fraction", "seed"] + [METRIC_TITLES[m] for m in TEST_METRICS] + ["AUC (DeLong)"]
+    body = [[str(r[c]) for c in coords] + [f"{r['fraction']:g}", str(r["ci_seed"])]
+            + [with_ci(r[f"ci_{m}"], r[f"ci_{m}_low"], r[f"ci_{m}_high"]) for m in TEST_METRICS]
+            + [with_ci(r["ci_auc"], r["ci_auc_delong_low"], r["ci_auc_delong_high"])] for r in rows]
+    level = percent(report["level"])
+    return (f"## Test metrics with {level} confidence intervals (first seed of each cell)\n\n"
+            f"The run of each cell's first finished seed: its test metrics (AUC from logits) with {level} "
+            f"intervals in brackets, {rows[0]['ci_method']} of its test images (whole patients or studies "
+            f"when the dataset has them), and DeLong's interval of the macro AUC. They show how much one "
+            "run's numbers move with the test sample; the ± std above shows how much they move with the "
+            "seed.\n\n" + table(header, body) + (f"\n{missing}" if missing else ""))
 
 
 def _plateau_table(report: dict) -> str:
@@ -96,6 +136,99 @@ def _wilcoxon_section(report: dict) -> str:
     return ("## Wilcoxon signed-rank tests\n\nTwo-sided `scipy.stats.wilcoxon` on the test metrics of two "
             "cells, paired by seed (n = seeds finished in both); in brackets the mean difference A − B. With n "
             "seeds the smallest possible p is 2/2^n (0.25 for 3 seeds, 0.002 for 10).\n\n" + table(header, body))
+
+
+def _paired_section(report: dict) -> str:
+    tests = report.get("paired") or []
+    if not tests:
+        return ""
+    shown = _coordinates(report["cells"])
+    level = percent(report["level"])
+    header = ["A", "B", "fraction", "seed", "n", "AUC A", "AUC B", "DeLong p", f"AUC A − B [{level} CI]",
+              f"accuracy A − B [{level} CI]"]
+    body = []
+    for test in tests:
+        for s in (s for s in test["seeds"] if "error" not in s):
+            body.append([_cell_label(test, "_a", shown), _cell_label(test, "_b", shown), f"{test['fraction']:g}",
+                         str(s["seed"]), str(s["n"]), number(s["auc_a"]), number(s["auc_b"]),
+                         p_value(s["delong_p"]),
+                         _difference(s, "auc"), _difference(s, "accuracy")])
+    intro = ("## Paired tests on the test images\n\nFor each compared pair of cells and each seed both "
+             "finished, the two runs of that seed scored the same test images: DeLong's test of their macro "
+             "AUCs (two-sided, one-vs-rest) and paired-bootstrap intervals of the differences A − B in AUC and "
+             f"accuracy ({report['resamples']} resamples, seed 0, whole patients or studies when the dataset "
+             "has them); A − B > 0 means A is better. In AUC two cells cannot be told apart at the "
+             f"{level} level when no seed's DeLong p is below {1 - report['level']:.2g}, in accuracy when no "
+             "seed's interval excludes 0; one is better when every seed says so in the same direction, and "
+             "otherwise the seeds disagree.\n\n")
+    sentences = "\n".join(f"- {test['sentence']}" for test in tests)
+    return intro + (table(header, body) + "\n\n" if body else "") + sentences
+
+
+def add_sentences(paired: list[dict], cells: list[dict]) -> None:
+    """Give each paired comparison its plain-words ``sentence``."""
+    shown = _coordinates(cells)
+    several = len({c["fraction"] for c in cells}) > 1
+    for test in paired:
+        test["sentence"] = comparison_sentence(test, shown, several)
+
+
+def comparison_sentence(test: dict, shown: list[str], several_fractions: bool = False) -> str:
+    """E.g. "full and scratch cannot be told apart at the 95 % level (seed 0: DeLong p = 0.41, difference in
+    AUC -0.012 [-0.050, +0.030], in accuracy +0.024 [-0.048, +0.095])." AUC is judged by DeLong's p, accuracy
+    by whether its paired-bootstrap interval excludes 0 (see report.judge)."""
+    a, b = _cell_label(test, "_a", shown), _cell_label(test, "_b", shown)
+    level = percent(test["level"])
+    at = f" at r = {test['fraction']:g}" if several_fractions else ""
+    auc, accuracy = test["verdict"], test.get("accuracy_verdict", "untested")
+    if auc == "untested":
+        reason = test["seeds"][0]["error"] if test["seeds"] else "no seed finished in both with a test split"
+        return f"{a} and {b}{at} have no paired test: {reason}."
+    details = "; ".join(_seed_details(s) for s in test["seeds"])
+    if auc == "indistinguishable" and accuracy in ("indistinguishable", "untested"):
+        return f"{a} and {b}{at} cannot be told apart at the {level} level ({details})."
+    words = _auc_words(auc, a, b, at, level, test["seeds"])
+    if accuracy != "untested":
+        words += "; " + _accuracy_words(accuracy, a, test["seeds"])
+    return f"{words} ({details})."
+
+
+def _auc_words(verdict: str, a: str, b: str, at: str, level: str, seeds: list[dict]) -> str:
+    if verdict == "indistinguishable":
+        return f"{a} and {b}{at} cannot be told apart in AUC at the {level} level"
+    if verdict in ("a higher", "b higher"):
+        return f"{a} has a {verdict.split()[1]} AUC than {b}{at} at the {level} level on every seed"
+    return (f"{a} and {b}{at} differ in AUC at the {level} level {_where(seeds, 'auc')}, so the runs do not "
+            f"tell them apart consistently")
+
+
+def _accuracy_words(verdict: str, a: str, seeds: list[dict]) -> str:
+    if verdict == "indistinguishable":
+        return "in accuracy they cannot be told apart"
+    if verdict in ("a higher", "b higher"):
+        return f"in accuracy {a} is {verdict.split()[1]} on every seed"
+    return f"in accuracy they differ {_where(seeds, 'accuracy')}"
+
+
+def _where(seeds: list[dict], metric: str) -> str:
+    """Which seeds differ, for an inconsistent verdict."""
+    calls = [(s["seed"], s.get(f"{metric}_differs")) for s in seeds]
+    differ = [str(seed) for seed, call in calls if call]
+    same = [str(seed) for seed, call in calls if call == 0]
+    if same:
+        return f"on seed {', '.join(differ)} but not on seed {', '.join(same)}"
+    return "in opposite directions on different seeds"
+
+
+def _seed_details(seed: dict) -> str:
+    if "error" in seed:
+        return f"seed {seed['seed']}: not tested, {seed['error']}"
+    return (f"seed {seed['seed']}: DeLong p = {p_value(seed['delong_p'])}, difference in AUC "
+            f"{_difference(seed, 'auc')}, in accuracy {_difference(seed, 'accuracy')}")
+
+
+def _difference(seed: dict, metric: str) -> str:
+    return signed_ci(*(seed[f"{metric}_difference{end}"] for end in ("", "_low", "_high")))
 
 
 def _cell_label(test: dict, suffix: str, shown: list[str]) -> str:

@@ -21,7 +21,8 @@ def _pyplot():
     return plt
 
 
-def make_plots(out: Path, records: list, rows: list[dict], slopes: list[dict], roc: bool, probabilities) -> list[Path]:
+def make_plots(out: Path, records: list, rows: list[dict], slopes: list[dict], roc: bool, predictions) -> list[Path]:
+    """``predictions(record)``: the run's test predictions (with "scores", ranking scores from logits) or None."""
     written = []
     if len({row["fraction"] for row in rows}) > 1:
         written.append(metric_vs_fraction(out / "metric_vs_fraction.png", rows, slopes))
@@ -31,7 +32,7 @@ def make_plots(out: Path, records: list, rows: list[dict], slopes: list[dict], r
     if roc and finished:
         largest = max(r.cell[3] for r in finished)
         written.append(roc_curves(out / f"roc_r{largest:g}.png", [r for r in finished if r.cell[3] == largest],
-                                  probabilities))
+                                  predictions))
     return written
 
 
@@ -110,9 +111,10 @@ def _mean_curve(runs: list, metric: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return np.arange(1, length + 1), values.mean(axis=0), std
 
 
-def roc_curves(path: Path, records: list, probabilities) -> Path:
+def roc_curves(path: Path, records: list, predictions) -> Path:
     """One ROC curve per strategy: the mean over seeds of each seed's curve (TPR interpolated on a common
-    FPR grid), shaded ± std; several classes are pooled one-vs-rest (micro-average)."""
+    FPR grid), shaded ± std; several classes are pooled one-vs-rest (micro-average). Runs are ranked by
+    their log-odds (which do not tie where probabilities saturate); runs without predictions are left out."""
     from sklearn.metrics import auc, roc_curve
 
     plt = _pyplot()
@@ -126,7 +128,10 @@ def roc_curves(path: Path, records: list, probabilities) -> Path:
     for key, runs in groups.items():
         curves, areas = [], []
         for record in runs:
-            truth, score, several = _one_vs_rest(probabilities(record))
+            predicted = predictions(record)
+            if predicted is None:
+                continue
+            truth, score, several = _one_vs_rest(predicted)
             pooled |= several
             if len(np.unique(truth)) < 2:
                 continue
@@ -151,17 +156,20 @@ def roc_curves(path: Path, records: list, probabilities) -> Path:
 
 
 def _one_vs_rest(predicted: dict) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Labels and scores for one ROC curve: the positive class of a binary task, else every class pooled."""
-    y_true, probs = np.asarray(predicted["y_true"]), np.asarray(predicted["probs"])
+    """Labels and scores for one ROC curve: the positive class of a binary task, else every class pooled.
+    Ranking scores (one-vs-rest log-odds, the same increasing function of each class's probability) when
+    given, so pooling them ranks as pooling the probabilities does, without saturated ties."""
+    y_true = np.asarray(predicted["y_true"])
+    scores = np.asarray(predicted["scores"] if "scores" in predicted else predicted["probs"])
     if predicted["task"] == "multilabel":
         known = ~np.isnan(y_true)
-        return y_true[known].astype(int), probs[known], True
-    if probs.shape[1] == 2:
-        return (y_true == 1).astype(int), probs[:, 1], False
+        return y_true[known].astype(int), scores[known], True
+    if scores.shape[1] == 2:
+        return (y_true == 1).astype(int), scores[:, 1], False
     from sklearn.preprocessing import label_binarize
 
-    truth = label_binarize(y_true, classes=list(range(probs.shape[1])))
-    return truth.ravel(), probs.ravel(), True
+    truth = label_binarize(y_true, classes=list(range(scores.shape[1])))
+    return truth.ravel(), scores.ravel(), True
 
 
 def _save(plt, fig, path: Path) -> Path:

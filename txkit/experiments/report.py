@@ -9,6 +9,11 @@ a run is the last ``plateau`` share (default one half, rounded up, at least one 
 last phase in metrics.jsonl; its representative value of a validation metric is the 75th percentile of that
 metric over the plateau (numpy.percentile, linear interpolation). For the loss the 75th percentile is the
 pessimistic side, as in the paper, which used it for every metric.
+
+Intervals and paired tests come from each run's test predictions (predictions_test.npz, or predicted with the
+run's best weights when it has none): a cell shows the 95 % bootstrap intervals of its first finished seed's
+run, and each compared pair of cells gets, per seed they share, DeLong's test of the AUCs and paired-bootstrap
+intervals of the differences in AUC and accuracy on the same test images.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 
 from txkit.errors import TxkitError
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun
-from txkit.experiments.predictions import probabilities_of_test_split
+from txkit.experiments.predictions import predictions_of_test_split
 from txkit.experiments.spec import Checker, ReportOptions, apply_overrides, parse_report_options, read_toml
 from txkit.experiments.state import DONE, ExperimentState
 
@@ -34,6 +39,7 @@ SLOPE_METRICS = (("test", "accuracy"), ("test", "f1"), ("test", "auc"), ("platea
                  ("plateau", "loss"))
 AXES = ("strategy", "colorizer", "backbone")
 REPORT_DIR = "report"
+LEVEL, RESAMPLES = 0.95, 1000  # confidence level and bootstrap resamples of the intervals and paired tests
 
 
 @dataclass
@@ -48,29 +54,43 @@ class RunRecord:
     test: dict = field(default_factory=dict)  # metric -> value on the test split
     plateau: dict = field(default_factory=dict)  # metric -> 75th percentile over the validation plateau
     curve: list[dict] = field(default_factory=list)  # metrics.jsonl
+    predicted: dict | None = None  # test predictions, loaded on first use (see record_predictions)
+    prediction_error: str | None = None
 
     @property
     def done(self) -> bool:
         return self.status == DONE
 
+    @property
+    def tested(self) -> bool:
+        """Finished with a test split (a dataset without one leaves the test metrics NaN)."""
+        return self.done and math.isfinite(self.test.get("accuracy", math.nan))
+
 
 def build_report(root: str | Path) -> dict:
-    """Write DIR/report/{results.md, results.csv, runs.csv, wilcoxon.csv, slopes.csv, report.json, *.png}."""
+    """Write DIR/report/{results.md, results.csv, runs.csv, wilcoxon.csv, paired.csv, slopes.csv, report.json,
+    *.png}."""
     from txkit.experiments import plots
+    from txkit.experiments.markdown import add_sentences
 
     root = Path(root).resolve()
     plan, state, options = load_experiment_dir(root)
     records = [run_record(root, run, state, options.plateau) for run in plan.cells()]
     cells = group_cells(records)
-    rows = [cell_row(key, runs) for key, runs in cells.items()]
-    comparisons = compare_cells(cells, options.compare or default_pairs(records), root)
+    rows = [{**cell_row(key, runs), **cell_intervals(runs)} for key, runs in cells.items()]
+    pairs = options.compare or default_pairs(records)
+    comparisons = compare_cells(cells, pairs, root)
+    paired = paired_tests(cells, pairs, root)
+    add_sentences(paired, rows)
     slopes = robustness_slopes(cells)
     out = root / REPORT_DIR
     out.mkdir(exist_ok=True)
-    figures = plots.make_plots(out, records, rows, slopes, options.roc, probabilities)
+    figures = plots.make_plots(out, records, rows, slopes, options.roc, record_predictions)
     report = {"experiment": plan.experiment, "directory": str(root), "plateau": options.plateau,
-              "runs": run_counts(records, plan), "cells": rows, "wilcoxon": comparisons, "slopes": slopes,
-              "plots": [p.name for p in figures], "failed": failures(records, plan, state)}
+              "runs": run_counts(records, plan), "cells": rows, "wilcoxon": comparisons, "paired": paired,
+              "level": LEVEL, "resamples": RESAMPLES, "slopes": slopes, "plots": [p.name for p in figures],
+              "failed": failures(records, plan, state),
+              "no_predictions": [{"run": r.id, "error": r.prediction_error} for r in records if r.prediction_error]}
     write_outputs(out, report, records)
     return report
 
@@ -229,10 +249,9 @@ def _matches(a: tuple, b: tuple, axis: str, fixed_a: list[str], fixed_b: list[st
     return True
 
 
-def compare_cells(cells: dict[tuple, list[RunRecord]], pairs: list[tuple[str, str]], root: Path) -> list[dict]:
-    """Two-sided Wilcoxon signed-rank tests on the test metrics of matching cells, paired by seed."""
+def matching_cells(cells: dict[tuple, list[RunRecord]], pairs: list[tuple[str, str]], root: Path):
+    """(pair, axis, key_a, key_b, runs_a, runs_b) for every two cells a compare pair sets side by side."""
     records = [r for runs in cells.values() for r in runs]
-    results = []
     for pair in pairs:
         axis = _pair_axis(pair, records, root)
         index = AXES.index(axis)
@@ -241,7 +260,14 @@ def compare_cells(cells: dict[tuple, list[RunRecord]], pairs: list[tuple[str, st
                 continue
             for key_b, runs_b in cells.items():
                 if _name(key_b[index]) == pair[1] and _matches(key_a, key_b, axis, runs_a[0].fixed, runs_b[0].fixed):
-                    results += wilcoxon_rows(pair, axis, key_a, key_b, runs_a, runs_b)
+                    yield pair, axis, key_a, key_b, runs_a, runs_b
+
+
+def compare_cells(cells: dict[tuple, list[RunRecord]], pairs: list[tuple[str, str]], root: Path) -> list[dict]:
+    """Two-sided Wilcoxon signed-rank tests on the test metrics of matching cells, paired by seed."""
+    results = []
+    for match in matching_cells(cells, pairs, root):
+        results += wilcoxon_rows(*match)
     return results
 
 
@@ -318,10 +344,126 @@ def failures(records: list[RunRecord], plan: Plan, state: ExperimentState) -> li
     return failed
 
 
-# -------------------------------------------------------------------------------------------- ROC input
+# ------------------------------------------------------------------------- test predictions and intervals
 
-def probabilities(record: RunRecord) -> dict:
-    return probabilities_of_test_split(record.directory)
+def record_predictions(record: RunRecord) -> dict | None:
+    """The run's test predictions (stored, or predicted once now), None for a run without a test split or
+    whose predictions cannot be had (the reason is kept in ``prediction_error`` and shown in the report)."""
+    if not record.tested or record.prediction_error:
+        return None
+    if record.predicted is None:
+        try:
+            record.predicted = predictions_of_test_split(record.directory)
+        except TxkitError as exc:
+            record.prediction_error = str(exc).splitlines()[0]
+            return None
+    return record.predicted
+
+
+INTERVAL_KEYS = [f"ci_{m}{end}" for m in METRICS for end in ("", "_low", "_high")] + \
+    ["ci_auc_delong_low", "ci_auc_delong_high"]
+
+
+def cell_intervals(runs: list[RunRecord]) -> dict:
+    """The 95 % intervals of the cell's first finished seed with test predictions (NaN when there is none):
+    ci_seed, ci_method, ci_METRIC (that run's value), ci_METRIC_low/high, ci_auc_delong_low/high."""
+    first = next((r for r in sorted(runs, key=lambda r: r.seed) if record_predictions(r) is not None), None)
+    if first is None:
+        return {"ci_seed": None, "ci_method": "", **{k: math.nan for k in INTERVAL_KEYS}}
+    return {"ci_seed": first.seed, **run_intervals(record_predictions(first))}
+
+
+def run_intervals(predicted: dict) -> dict:
+    from txkit.stats import bootstrap_metrics, delong_per_class
+    from txkit.training.metrics import compute_metrics_from_logits
+
+    y_true, logits, classes, task = (predicted[k] for k in ("y_true", "logits", "classes", "task"))
+    point = compute_metrics_from_logits(y_true, logits, classes, task)
+    ci = bootstrap_metrics(y_true, logits, classes, task, n_resamples=RESAMPLES, level=LEVEL,
+                           groups=predicted["groups"])
+    delong = delong_per_class(y_true, logits, classes, task, level=LEVEL)
+    out = {"ci_method": f"{ci['method']}, {RESAMPLES} resamples"}
+    for m in METRICS:
+        out[f"ci_{m}"], (out[f"ci_{m}_low"], out[f"ci_{m}_high"]) = point[m], ci[m]
+    out["ci_auc_delong_low"], out["ci_auc_delong_high"] = delong["low"], delong["high"]
+    return out
+
+
+def paired_tests(cells: dict[tuple, list[RunRecord]], pairs: list[tuple[str, str]], root: Path) -> list[dict]:
+    """Per two compared cells: DeLong's test and paired-bootstrap differences for each seed both finished
+    (the two runs of a seed scored the same test images), and verdicts on AUC and accuracy at LEVEL."""
+    results = []
+    for pair, axis, key_a, key_b, runs_a, runs_b in matching_cells(cells, pairs, root):
+        by_seed_b = {r.seed: r for r in runs_b if r.tested}
+        seeds = [paired_seed(a, by_seed_b[a.seed]) for a in sorted(runs_a, key=lambda r: r.seed)
+                 if a.tested and a.seed in by_seed_b]
+        results.append({"a": pair[0], "b": pair[1], "axis": axis, **_coordinates(key_a, "_a"),
+                        **_coordinates(key_b, "_b"), "fraction": key_a[3], "level": LEVEL, "seeds": seeds,
+                        **judge(seeds, LEVEL)})
+    return results
+
+
+def paired_seed(run_a: RunRecord, run_b: RunRecord) -> dict:
+    """DeLong (macro AUC, one-vs-rest) and paired-bootstrap intervals of A − B on one seed's test images."""
+    a, b = record_predictions(run_a), record_predictions(run_b)
+    if a is None or b is None:
+        missing = run_a if a is None else run_b
+        return {"seed": run_a.seed, "error": f"no test predictions of {missing.id}: {missing.prediction_error}"}
+    same = a["ids"] == b["ids"] and np.array_equal(np.asarray(a["y_true"], float), np.asarray(b["y_true"], float),
+                                                   equal_nan=True)
+    if not same:
+        return {"seed": run_a.seed, "error": f"{run_a.id} and {run_b.id} were tested on different images"}
+    from txkit.stats import delong_compare, paired_bootstrap_difference
+
+    y_true, classes, task, groups = a["y_true"], a["classes"], a["task"], a["groups"]
+    delong = delong_compare(y_true, a["logits"], b["logits"], classes, task, level=LEVEL)
+    out = {"seed": run_a.seed, "n": int(len(y_true)), "auc_a": delong["auc_a"], "auc_b": delong["auc_b"],
+           "delong_difference": delong["difference"], "delong_p": delong["p_value"]}
+    for metric in ("auc", "accuracy"):
+        diff = paired_bootstrap_difference(y_true, a["logits"], b["logits"], metric, task=task, level=LEVEL,
+                                           n_resamples=RESAMPLES, groups=groups)
+        out.update({f"{metric}_difference": diff["difference"], f"{metric}_difference_low": diff["low"],
+                    f"{metric}_difference_high": diff["high"], f"{metric}_bootstrap_p": diff["p_value"]})
+    out["method"] = f"DeLong; {diff['method']}, {RESAMPLES} resamples"
+    return out
+
+
+def judge(seeds: list[dict], level: float) -> dict:
+    """{"verdict" (AUC), "accuracy_verdict"} over the seeds of a pair; each seed gets "auc_differs" and
+    "accuracy_differs": +1 or −1 when A − B differs from 0 at ``level`` in that direction (AUC: DeLong p below
+    1 − level; accuracy: its paired-bootstrap interval excludes 0), 0 when not, None when undefined."""
+    for seed in seeds:
+        if "error" not in seed:
+            seed["auc_differs"] = _auc_differs(seed, level)
+            seed["accuracy_differs"] = _interval_differs(seed, "accuracy")
+    return {"verdict": verdict(seeds, "auc"), "accuracy_verdict": verdict(seeds, "accuracy")}
+
+
+def _auc_differs(seed: dict, level: float) -> int | None:
+    p, difference = seed["delong_p"], seed["delong_difference"]
+    if not math.isfinite(p):
+        return None
+    return int(np.sign(difference)) if p < 1 - level else 0
+
+
+def _interval_differs(seed: dict, metric: str) -> int | None:
+    low, high = seed[f"{metric}_difference_low"], seed[f"{metric}_difference_high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def verdict(seeds: list[dict], metric: str = "auc") -> str:
+    """Over the seeds that :func:`judge` marked: indistinguishable when none differs; "a higher" or "b higher"
+    when every one differs in one direction; inconsistent otherwise; untested without a usable seed."""
+    calls = [s[f"{metric}_differs"] for s in seeds if s.get(f"{metric}_differs") is not None]
+    if not calls:
+        return "untested"
+    if not any(calls):
+        return "indistinguishable"
+    if all(c == calls[0] for c in calls):
+        return "a higher" if calls[0] > 0 else "b higher"
+    return "inconsistent"
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -333,9 +475,25 @@ def write_outputs(out: Path, report: dict, records: list[RunRecord]) -> None:
     _write_csv(out / "results.csv", [{k: v for k, v in row.items() if k != "seeds"} for row in report["cells"]])
     _write_csv(out / "runs.csv", [_run_row(r) for r in records])
     _write_csv(out / "wilcoxon.csv", [{k: v for k, v in row.items() if k != "seeds"} for row in report["wilcoxon"]])
+    _write_csv(out / "paired.csv", paired_rows(report["paired"]))
     _write_csv(out / "slopes.csv", report["slopes"])
     (out / "results.md").write_text(report_markdown(report))
     write_json(out / "report.json", report)
+
+
+PAIRED_COLUMNS = ["seed", "n", "auc_a", "auc_b", "delong_difference", "delong_p", "auc_difference",
+                  "auc_difference_low", "auc_difference_high", "auc_bootstrap_p", "accuracy_difference",
+                  "accuracy_difference_low", "accuracy_difference_high", "accuracy_bootstrap_p", "auc_differs",
+                  "accuracy_differs", "method", "error"]
+
+
+def paired_rows(paired: list[dict]) -> list[dict]:
+    """One CSV row per compared pair of cells and seed."""
+    rows = []
+    for test in paired:
+        head = {k: v for k, v in test.items() if k not in ("seeds", "sentence")}
+        rows += [{**head, **{c: seed.get(c, "") for c in PAIRED_COLUMNS}} for seed in test["seeds"]]
+    return rows
 
 
 def _run_row(record: RunRecord) -> dict:
