@@ -124,7 +124,13 @@ def test_shell_completion_lists_registered_names():
 
 
 def test_template_plugin_installs_lists_and_uninstalls(tmp_path):
-    template = ROOT / "examples" / "txkit-plugin-template"
+    import shutil
+
+    # Installed from a copy: building in the source folder would leave build/ and *.egg-info there.
+    source = ROOT / "examples" / "txkit-plugin-template"
+    template = tmp_path / "txkit-plugin-template"
+    shutil.copytree(source, template, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    before = sorted(p.relative_to(source) for p in source.rglob("*") if "__pycache__" not in p.parts)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", str(template)], check=True,
                    capture_output=True)
@@ -139,3 +145,4 @@ def test_template_plugin_installs_lists_and_uninstalls(tmp_path):
     finally:
         subprocess.run(pip + ["uninstall", "-y", "txkit-plugin-template"], check=True, capture_output=True)
     assert not any(e["provided_by"] == "txkit-plugin-template" for e in list_json())
+    assert sorted(p.relative_to(source) for p in source.rglob("*") if "__pycache__" not in p.parts) == before
