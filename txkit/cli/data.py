@@ -24,9 +24,11 @@ def data_group():
               help="Open every image once and skip (count) unreadable ones, as `txkit train` would.")
 @click.option("--sample", type=click.IntRange(0), default=32, show_default=True,
               help="Images opened for the image-size statistics (0: none).")
+@click.option("--intensity-sample", type=click.IntRange(0), default=200, show_default=True,
+              help="Images per split (evenly spaced) opened for the intensity statistics (0: none).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"splits": {"train": {"images", "patients", "positives"}, ...}, ...}.')
-def info_command(name, data_root, data_options, skip_bad_images, sample, as_json):
+def info_command(name, data_root, data_options, skip_bad_images, sample, intensity_sample, as_json):
     """Images, patients and positive labels per split, and image sizes on a sample, for dataset NAME."""
     from txkit.datasets.info import dataset_info
     from txkit.plugins import create
@@ -34,7 +36,8 @@ def info_command(name, data_root, data_options, skip_bad_images, sample, as_json
     options = parse_key_values(data_options, "--data-option")
     if skip_bad_images:
         options["skip_bad_images"] = True
-    report = dataset_info(create("dataset", name, root=data_root, **options), sample=sample)
+    report = dataset_info(create("dataset", name, root=data_root, **options), sample=sample,
+                          intensity_sample=intensity_sample)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -62,6 +65,10 @@ def print_report(report: dict) -> None:
         table.add_row(escape(cls), *(_positives(s, cls) for s in splits.values()))
     console.print(table)
     console.print(_size_line(report["image_size"]))
+    for split, stats in report.get("intensity", {}).items():
+        console.print(_intensity_line(split, stats))
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     if report["info"].get("skipped_images"):
         console.print(f"[yellow]skipped {report['info']['skipped_images']} missing or unreadable image(s)[/yellow]")
 
@@ -85,6 +92,22 @@ def _size_line(stats: dict) -> str:
     if "height" in stats:
         h, w = stats["height"], stats["width"]
         line += f": height {h['min']}-{h['max']} (mean {h['mean']}), width {w['min']}-{w['max']} (mean {w['mean']})"
+    if stats["unreadable"]:
+        line += f"; [red]{stats['unreadable']} unreadable[/red], first: {escape(stats['first_error'])}"
+    return line
+
+
+def _intensity_line(split: str, stats: dict) -> str:
+    from rich.markup import escape
+
+    if not stats.get("sampled"):
+        return f"intensity ({split}): not sampled"
+    line = f"intensity ({split}, {stats['sampled']} image(s))"
+    if "unit" in stats:
+        line += f": {stats['min']:g} to {stats['max']:g} {stats['unit']}"
+        for key in ("modalities", "photometric"):
+            if stats.get(key):
+                line += "; " + ", ".join(f"{escape(k)} {v}" for k, v in stats[key].items())
     if stats["unreadable"]:
         line += f"; [red]{stats['unreadable']} unreadable[/red], first: {escape(stats['first_error'])}"
     return line

@@ -105,11 +105,19 @@ class TxDataset:
 def load_gray(path: str | Path, missing: str = "", unreadable: str = "") -> np.ndarray:
     """Read any image file as 8-bit grayscale (H, W) by the pixel rules of :func:`to_gray_uint8`.
 
+    DICOM files (:func:`txkit.datasets.dicom.is_dicom`) are read in modality units and shown by the default DICOM
+    display rule (:func:`txkit.datasets.dicom.dicom_to_uint8`: the header's window, else for CT in HU the fixed
+    range -1024..3071, else the stored bit depth's range after the modality LUT).
+
     Errors name the file and what is wrong; ``missing`` and ``unreadable`` append the caller's advice (a dataset
     knows its path column and its skip_bad_images option; ``txkit predict`` has neither).
     """
     from PIL import Image, UnidentifiedImageError
 
+    from txkit.datasets.dicom import is_dicom
+
+    if is_dicom(path):
+        return _load_dicom_gray(path, missing, unreadable)
     try:
         with Image.open(path) as img:
             img.load()
@@ -118,6 +126,53 @@ def load_gray(path: str | Path, missing: str = "", unreadable: str = "") -> np.n
         raise DataError(_advised(f"{path}: image file not found", missing)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(_advised(f"{path}: unreadable or truncated image ({exc})", unreadable)) from None
+
+
+def _load_dicom_gray(path, missing: str, unreadable: str) -> np.ndarray:
+    from txkit.datasets.dicom import dicom_to_uint8, read_dicom
+
+    try:
+        values, info = read_dicom(path)
+    except FileNotFoundError:
+        raise DataError(_advised(f"{path}: image file not found", missing)) from None
+    except DataError as exc:
+        raise DataError(_advised(str(exc), unreadable)) from None
+    return dicom_to_uint8(values, info)
+
+
+def read_intensity(path: str | Path) -> tuple[np.ndarray, dict]:
+    """An image's values in its own units, for statistics (``txkit data info``), not for training.
+
+    DICOM: :func:`txkit.datasets.dicom.read_dicom` (modality units, "HU" for CT). Other files: 16-bit and 32-bit
+    integer images as stored (unit "16-bit" / "32-bit"), float images as stored ("float"), everything else as the
+    8-bit grey :func:`load_gray` gives ("8-bit"). ``info`` has ``unit``, ``modality`` and ``photometric``
+    (None outside DICOM). Errors are :class:`DataError` naming the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from txkit.datasets.dicom import is_dicom, read_dicom
+
+    if is_dicom(path):
+        try:
+            values, info = read_dicom(path)
+        except FileNotFoundError:
+            raise DataError(f"{path}: image file not found") from None
+        return values, {"unit": info["unit"], "modality": info["modality"], "photometric": info["photometric"]}
+    plain = {"modality": None, "photometric": None}
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode.startswith("I;16") or img.mode == "I":
+                values = np.asarray(img, dtype=np.float64)
+                wide = img.mode == "I" and values.size and values.max() > 65535
+                return values, {"unit": "32-bit" if wide else "16-bit", **plain}
+            if img.mode == "F":
+                return np.asarray(img, dtype=np.float64), {"unit": "float", **plain}
+            return to_gray_uint8(img, path), {"unit": "8-bit", **plain}
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable or truncated image ({exc})") from None
 
 
 def _advised(message: str, advice: str) -> str:

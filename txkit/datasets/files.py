@@ -10,7 +10,7 @@ import numpy as np
 from txkit.datasets.base import Split, load_gray
 from txkit.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".dcm"}
 # Advice for datasets read from files: every one of them takes skip_bad_images (--skip-bad-images).
 MISSING_ADVICE = "check --data-root or pass --skip-bad-images to skip it"
 UNREADABLE_ADVICE = "replace the file or pass --skip-bad-images to skip it"
@@ -22,7 +22,16 @@ def load_image(path: str | Path, missing: str = MISSING_ADVICE) -> np.ndarray:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files under ``folder``, sorted: known suffixes (``.dcm`` included) and extension-less DICOM files
+    (132 bytes read per extension-less file to find the ``DICM`` magic); hidden files are skipped when extension-less."""
+    from txkit.datasets.dicom import is_dicom
+
+    def wanted(p: Path) -> bool:
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            return p.is_file()
+        return not p.suffix and not p.name.startswith(".") and p.is_file() and is_dicom(p)
+
+    return sorted(p for p in folder.rglob("*") if wanted(p))
 
 
 def require_dir(root: str | None, layout: str) -> Path:

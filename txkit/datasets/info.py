@@ -1,5 +1,9 @@
 """What ``txkit data info`` reports about any TxDataset: per split the number of images, patients and positive
-labels (after the dataset's label policy), plus image-size statistics on a small seeded sample of images.
+labels (after the dataset's label policy), plus image-size statistics on a small seeded sample of images, and per
+split intensity statistics (min, max, unit, DICOM modalities and photometric interpretations) on up to
+``intensity_sample`` (default 200) evenly spaced images of the split, all of them when the split is smaller.
+Values are in the images' own units: modality units for DICOM ("HU" for CT), the stored values for 16-bit images,
+the 8-bit grey otherwise (also for datasets whose ids are not file paths, e.g. medmnist).
 
 Counts come from the labels alone, so they cost nothing even for CheXpert's 223,414 rows; only the sampled
 images are opened. For multi-label data a label counts as positive when it is >= 0.5; NaN labels (ignored in the
@@ -8,15 +12,19 @@ loss, e.g. CheXpert U-Ignore) are reported as ``ignored`` and soft labels in (0,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from txkit.datasets.base import Split, TxDataset
 from txkit.errors import DataError
 
 SAMPLE_SEED = 0
+INTENSITY_SAMPLE = 200
 
 
-def dataset_info(dataset: TxDataset, sample: int = 32) -> dict:
+def dataset_info(dataset: TxDataset, sample: int = 32, intensity_sample: int = INTENSITY_SAMPLE) -> dict:
+    intensity = {name: intensity_stats(split, intensity_sample) for name, split in dataset.splits.items()}
     return {
         "dataset": dataset.name,
         "task": dataset.task,
@@ -24,8 +32,70 @@ def dataset_info(dataset: TxDataset, sample: int = 32) -> dict:
         "description": dataset.description,
         "splits": {name: split_info(split, dataset) for name, split in dataset.splits.items()},
         "image_size": image_size_stats(dataset, sample),
+        "intensity": intensity,
+        "warnings": intensity_warnings(intensity),
         "info": plain(dataset.info),
     }
+
+
+def intensity_stats(split: Split, sample: int = INTENSITY_SAMPLE) -> dict:
+    """Min and max over up to ``sample`` evenly spaced images of one split, with the units, DICOM modalities and
+    photometric interpretations seen (counts); unreadable images are counted, not raised."""
+    from collections import Counter
+
+    from txkit.datasets.base import read_intensity
+
+    n = len(split)
+    picks = np.unique(np.linspace(0, n - 1, num=min(sample, n)).round().astype(int)) if n and sample > 0 else []
+    low, high, units, modalities, photometric, errors = np.inf, -np.inf, Counter(), Counter(), Counter(), []
+    for i in picks:
+        i = int(i)
+        try:
+            path = split.ids[i] if split.named else None
+            if path is not None and Path(path).is_file():
+                values, meta = read_intensity(path)
+            else:
+                values, meta = split.image(i), {"unit": "8-bit", "modality": None, "photometric": None}
+        except DataError as exc:
+            errors.append(str(exc))
+            continue
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+        units[meta["unit"]] += 1
+        if meta["modality"]:
+            modalities[meta["modality"]] += 1
+        if meta["photometric"]:
+            photometric[meta["photometric"]] += 1
+    stats = {"sampled": len(picks), "unreadable": len(errors)}
+    if units:
+        stats.update(min=_number(low), max=_number(high),
+                     unit=next(iter(units)) if len(units) == 1 else "mixed", units=dict(units))
+    if modalities:
+        stats["modalities"] = dict(modalities)
+    if photometric:
+        stats["photometric"] = dict(photometric)
+    if errors:
+        stats["first_error"] = errors[0]
+    return stats
+
+
+def intensity_warnings(per_split: dict) -> list[str]:
+    """One line per mix over the whole dataset: several DICOM modalities, or several units / bit depths."""
+    from collections import Counter
+
+    warnings = []
+    for key, what in (("modalities", "modalities"), ("units", "units / bit depths")):
+        total = Counter()
+        for stats in per_split.values():
+            total.update(stats.get(key, {}))
+        if len(total) > 1:
+            counts = ", ".join(f"{name} {count}" for name, count in total.most_common())
+            warnings.append(f"mixed {what} in the sampled images ({counts}); one display rule may not fit all")
+    return warnings
+
+
+def _number(value: float):
+    return int(value) if float(value).is_integer() else round(float(value), 4)
 
 
 def split_info(split: Split, dataset: TxDataset) -> dict:
