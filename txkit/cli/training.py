@@ -6,10 +6,9 @@ import json
 
 import click
 
-from txkit.cli.options import name_option, parse_key_values
+from txkit.cli.config_options import config_from_options, config_options, field_option
 from txkit.training.config import TrainConfig
 
-DEFAULTS = TrainConfig()
 
 
 def _fmt(value) -> str:
@@ -17,52 +16,11 @@ def _fmt(value) -> str:
 
 
 @click.command("train")
-@name_option("--dataset", kind="dataset", default=DEFAULTS.dataset, show_default=True, help="Registered dataset.")
-@click.option("--data-root", type=click.Path(), help="Where the dataset lives (folder, CSV or .npz file).")
-@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
-              help="Dataset option, repeatable (e.g. --data-option seed=3).")
-@name_option("--backbone", kind="backbone", default=DEFAULTS.backbone, show_default=True,
-             help="Registered backbone or timm/<model>.")
-@click.option("--weights", default=DEFAULTS.weights, show_default=True,
-              help="imagenet, none, a .safetensors/.pth file, or an earlier run directory (its head is dropped).")
-@click.option("--gray", type=click.Choice(["repeat", "sum"]), default=DEFAULTS.gray, show_default=True,
-              help="Feed grayscale to a 3-channel backbone by repeating it, or by summing the first conv's kernels.")
-@name_option("--colorizer", kind="colorizer", default=None, help="Gray-to-RGB module in front of the backbone.")
-@click.option("--colorizer-option", "colorizer_options", multiple=True, metavar="KEY=VALUE")
-@click.option("--colorizer-from", type=click.Path(), help="Take the colorizer's weights from an earlier run.")
-@click.option("--freeze-colorizer", is_flag=True, help="Keep the colorizer fixed.")
-@name_option("--strategy", kind="strategy", default=DEFAULTS.strategy, show_default=True,
-             help="Transfer strategy (finetune-from:STAGE for layer-wise fine-tuning).")
-@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=float, help="Base (max for one-cycle) learning rate; default from the strategy.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Default from the strategy (sgd).")
-@click.option("--schedule", type=click.Choice(["onecycle", "exponential", "plateau", "constant"]),
-              help="Default from the strategy.")
-@click.option("--weight-decay", type=float, default=DEFAULTS.weight_decay, show_default=True)
-@click.option("--monitor", type=click.Choice(["auc", "accuracy", "f1"]), default=DEFAULTS.monitor,
-              show_default=True, help="Validation metric for the best checkpoint and early stopping.")
-@click.option("--patience", type=click.IntRange(1), help="Stop after this many epochs without improvement.")
-@click.option("--fraction", type=float, default=1.0, show_default=True,
-              help="Keep a class-proportional, seeded fraction of the training split.")
-@click.option("--image-size", type=click.IntRange(16), help="Resize images to this square size.")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Random horizontal flips.")
-@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (counted) instead of failing.")
-@click.option("--class-weights", default=DEFAULTS.class_weights, show_default=True, metavar="none|balanced|FILE",
-              help="Loss weights per class: balanced (n / (k * n_c); multi-label pos_weight = negatives / "
-                   "positives) or a JSON file of weights.")
-@click.option("--sampler", type=click.Choice(["none", "balanced"]), default=DEFAULTS.sampler, show_default=True,
-              help="balanced: draw training images with replacement so every class is seen equally often "
-                   "(seeded; resumes exactly).")
-@click.option("--log", type=click.Choice(["none", "tensorboard"]), default=DEFAULTS.log, show_default=True,
-              help="Also write TensorBoard event files under RUN/tensorboard (needs txkit[tensorboard]).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@config_options
 @click.option("--out", type=click.Path(), help="Run directory (default runs/TIMESTAMP-DATASET-BACKBONE-STRATEGY).")
 @click.option("--resume", type=click.Path(), help="Continue an interrupted run directory; other options are ignored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train_command(data_options, colorizer_options, out, resume, as_json, **options):
+def train_command(out, resume, as_json, **options):
     """Train a transfer-learning model. With no options: the embedded synthetic-dld set on
     efficientnet_lite0 with ImageNet weights, strategy `full`."""
     from txkit.training import session
@@ -70,9 +28,7 @@ def train_command(data_options, colorizer_options, out, resume, as_json, **optio
     if resume:
         run_dir, summary = session.resume(resume)
     else:
-        cfg = TrainConfig(**options, data_options=parse_key_values(data_options, "--data-option"),
-                          colorizer_options=parse_key_values(colorizer_options, "--colorizer-option"))
-        run_dir, summary = session.train(cfg, out)
+        run_dir, summary = session.train(config_from_options(options), out)
     if as_json:
         click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         return
@@ -98,12 +54,13 @@ def _print_summary(run_dir, summary: dict) -> None:
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
-@click.option("--split", default="test", show_default=True, help="train, val or test.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="The split to evaluate.")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the confidence intervals (stratified; whole patients or studies "
                    "when the split has them); 0: no intervals.")
 @click.option("--ci-level", type=float, default=0.95, show_default=True, help="Confidence level, in (0, 1).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics (and their intervals) as JSON.")
 def evaluate_command(run_dir, split, bootstrap, ci_level, as_json):
     """Metrics of a run's best checkpoint on a split with confidence intervals, calibration (ECE, Brier),
     and ROC-curve and reliability-diagram PNGs in the run directory."""
@@ -189,7 +146,7 @@ def _evaluation_table(metrics: dict, ci: dict | None):
 @click.command("predict")
 @click.argument("run_dir", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list with every class probability.")
 def predict_command(run_dir, images, as_json):
     """Classify single images with a run's best checkpoint; with calibration.json (txkit calibrate) also the
     temperature-scaled probabilities."""
@@ -205,19 +162,19 @@ def predict_command(run_dir, images, as_json):
 
 
 @click.command("inspect")
-@name_option("--backbone", kind="backbone", default=DEFAULTS.backbone, show_default=True)
-@name_option("--colorizer", kind="colorizer", default=None)
-@click.option("--gray", type=click.Choice(["repeat", "sum"]), default="repeat", show_default=True)
-@name_option("--strategy", kind="strategy", default=DEFAULTS.strategy, show_default=True)
-@click.option("--num-classes", type=click.IntRange(1), required=True)
-@click.option("--freeze-colorizer", is_flag=True)
+@field_option("backbone")
+@field_option("colorizer")
+@field_option("gray")
+@field_option("strategy")
+@click.option("--num-classes", type=click.IntRange(1), required=True, help="Classes of the new head.")
+@field_option("freeze_colorizer")
 @click.option("--json", "as_json", is_flag=True, help='JSON with "total", "trainable" and "stages".')
 def inspect_command(backbone, colorizer, gray, strategy, num_classes, freeze_colorizer, as_json):
     """Total and trainable parameters, and which stages a strategy freezes."""
     from txkit.training.inspection import inspect_model
 
-    cfg = TrainConfig(backbone=backbone, colorizer=colorizer, gray=gray, strategy=strategy, weights="none",
-                      freeze_colorizer=freeze_colorizer)
+    cfg = TrainConfig.create(backbone=backbone, colorizer=colorizer, gray=gray, strategy=strategy, weights="none",
+                             freeze_colorizer=freeze_colorizer)
     report = inspect_model(cfg, num_classes)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -240,7 +197,7 @@ def inspect_command(backbone, colorizer, gray, strategy, num_classes, freeze_col
 @click.argument("run_dir", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(), help="Output folder (default RUN_DIR/colorized).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
 def colorize_command(run_dir, images, out, as_json):
     """Write the 3-channel images a run's trained colorizer produces, plus input/output panels."""
     from pathlib import Path

@@ -117,7 +117,7 @@ class _Planner:
         settings = dict(settings)
         if settings.get("colorizer") == "none":
             settings["colorizer"] = None
-        if not _is_pretrained(settings.get("strategy", TrainConfig.strategy)):
+        if not _is_pretrained(settings.get("strategy", TrainConfig.model_fields["strategy"].default)):
             settings["weights"] = "none"  # a scratch run reads no stage, so it must not wait for one
         config = TrainConfig.from_dict(settings).to_dict()
         identity = {k: v for k, v in config.items() if k not in NOT_IN_KEY}

@@ -6,10 +6,10 @@ Every problem is reported as one line naming the file, the table and the field. 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from txkit.errors import TxkitError
+from txkit.errors import TxkitError, for_config
 from txkit.training.config import TrainConfig
 
 try:
@@ -27,7 +27,6 @@ AXES = {"strategy": "strategies", "colorizer": "colorizers", "backbone": "backbo
 GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions")
 REPORT_KEYS = ("compare", "plateau", "roc")
 RUN_REFERENCES = ("weights", "colorizer_from")  # fields that may name an earlier stage
-PATH_FIELDS = ("data_root", "weights", "colorizer_from")
 NO_COLORIZER = "none"
 
 
@@ -151,7 +150,7 @@ def _build(check: Checker, data: dict) -> Experiment:
     if "strategies" not in grid:
         check.fail("[grid]", "strategies is required, e.g. strategies = [\"full\", \"scratch\"]")
     default_colorizer = defaults.get("colorizer", NO_COLORIZER)
-    default_backbone = defaults.get("backbone", TrainConfig.backbone)
+    default_backbone = defaults.get("backbone", TrainConfig.model_fields["backbone"].default)
     return Experiment(
         path=check.path, name=check.text("[experiment] name", meta.get("name", check.path.stem)),
         description=check.text("[experiment] description", meta.get("description", "")),
@@ -315,12 +314,9 @@ def stage_reference(value) -> str | None:
 
 # -------------------------------------------------------------------------------------------- the checker
 
-def _field_types() -> dict[str, type]:
-    names = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
-    return {f.name: names[str(f.type).split("|")[0].strip()] for f in fields(TrainConfig)}
-
-
-CONFIG_TYPES = _field_types()
+CONFIG_FIELDS = tuple(TrainConfig.model_fields)
+PATH_FIELDS = tuple(name for name, info in TrainConfig.model_fields.items()
+                    if (info.json_schema_extra or {}).get("path"))
 TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}
 
 
@@ -376,14 +372,21 @@ class Checker:
         for key, value in table.items():
             if key in forbidden:
                 self.fail(where, _forbidden_message(key))
-            if key not in CONFIG_TYPES:
-                self.fail(where, f"unknown field {key!r}{_close(key, CONFIG_TYPES)}; fields are those of "
+            if key not in CONFIG_FIELDS:
+                self.fail(where, f"unknown field {key!r}{_close(key, CONFIG_FIELDS)}; fields are those of "
                                  f"`txkit train` (dataset, data_root, backbone, weights, strategy, epochs, ...)")
-            kind = CONFIG_TYPES[key]
-            if not _is(value, kind):
-                self.fail(where, f"{key} must be {TYPE_WORDS[kind]}, got {value!r}")
-            out[key] = self._absolute(key, value)
+            out[key] = self._absolute(key, self._checked(where, key, value))
         return out
+
+    def _checked(self, where: str, key: str, value):
+        """The field's own validation (TrainConfig's); ``stage:NAME`` references pass through."""
+        if key in RUN_REFERENCES and stage_reference(value) is not None:
+            return value
+        try:
+            TrainConfig.check_field(key, value, strict=True)
+        except TxkitError as exc:
+            self.fail(where, for_config(str(exc)))
+        return value
 
     def registered(self, where: str, settings: dict) -> None:
         from txkit.plugins import registry

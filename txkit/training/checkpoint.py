@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from txkit.errors import TxkitError
+from txkit.rundir import read_jsonl, restore_floats  # noqa: F401 - read_jsonl is used through this module
+from txkit.rundir import read_json as read_run_json
 
 TENSOR_REF = "__tensor__"
 TEMP_SUFFIX = ".tmp"
@@ -89,28 +91,7 @@ def read_json(path: Path) -> Any:
 
 def read_json_checked(path: Path, fix: str) -> Any:
     """Read a JSON file txkit wrote; a missing, truncated or corrupt one is one line naming it and ``fix``."""
-    path = Path(path)
-    try:
-        return restore_floats(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise CorruptFileError(f"{path}: not found; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
-        raise CorruptFileError(f"{path}: unreadable ({reason}); {fix}") from None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete lines of a JSON-lines file (a torn last line, if any, is dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(restore_floats(json.loads(line)))
-        except json.JSONDecodeError:
-            break
-    return out
+    return read_run_json(path, fix)
 
 
 def append_jsonl(path: Path, obj: Any) -> None:
@@ -200,11 +181,3 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def restore_floats(obj: Any) -> Any:
-    if isinstance(obj, dict) and set(obj) == {"__float__"}:
-        return float(obj["__float__"])
-    if isinstance(obj, dict):
-        return {k: restore_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [restore_floats(v) for v in obj]
-    return obj

@@ -11,12 +11,11 @@ from pathlib import Path
 
 from txkit import __version__
 from txkit.errors import TxkitError
-from txkit.training.checkpoint import read_json_checked
+from txkit.rundir import RunDir
 from txkit.training.config import TrainConfig
 
-CONFIG, WEIGHTS, METRICS, SUMMARY = "config.json", "model.safetensors", "metrics.jsonl", "summary.json"
-CHECKPOINT, CHECKPOINT_STATE = "checkpoint.safetensors", "checkpoint.json"
-RESOLVED_KEYS = ("num_classes", "classes", "task", "image_size")  # what evaluate, predict and visualize read
+CONFIG, WEIGHTS, METRICS, SUMMARY = RunDir.CONFIG, RunDir.WEIGHTS, RunDir.METRICS, RunDir.SUMMARY
+CHECKPOINT, CHECKPOINT_STATE = RunDir.CHECKPOINT, RunDir.CHECKPOINT_STATE
 
 
 def new_run_dir(cfg: TrainConfig, out: str | None) -> Path:
@@ -82,31 +81,9 @@ def _git_commit() -> str | None:
 
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
     """The run's TrainConfig and its whole config.json; one line when the folder is not a readable run."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise TxkitError(f"{run}: no such run directory; pass the folder a txkit train run wrote")
-    path = run / CONFIG
-    if not path.exists():
-        raise TxkitError(f"{path}: not found; {run} is not a txkit run directory")
-    data = read_json_checked(path, "the run's config is damaged; restore it or train the run again")
-    resolved = data.get("resolved") if isinstance(data, dict) else None
-    if not isinstance(data.get("config") if isinstance(data, dict) else None, dict) or \
-            not isinstance(resolved, dict) or any(key not in resolved for key in RESOLVED_KEYS):
-        raise TxkitError(f"{path}: incomplete (no config, or resolved lacks one of {', '.join(RESOLVED_KEYS)}); "
-                         f"restore it or train the run again")
-    try:
-        return TrainConfig.from_dict(data["config"]), data
-    except (TypeError, ValueError) as exc:
-        raise TxkitError(f"{path}: invalid config ({exc}); restore it or train the run again") from None
+    run = RunDir(run_dir)
+    return run.config(), run.config_json()
 
 
 def read_summary(run_dir: str | Path) -> dict | None:
-    """summary.json, or None when the run has none yet (a damaged one counts as none: it is rewritten)."""
-    path = Path(run_dir) / SUMMARY
-    if not path.exists():
-        return None
-    try:
-        summary = read_json_checked(path, "")
-    except TxkitError:
-        return None
-    return summary if isinstance(summary, dict) else None
+    return RunDir(run_dir).summary()

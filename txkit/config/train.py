@@ -1,0 +1,154 @@
+"""TrainConfig: the one description of a training run's settings.
+
+Each field carries its type (``Literal`` for closed choices, bounds for numbers), its default, its help
+text and its validation. ``txkit train``'s options (``txkit.cli.config_options``), the experiment-file
+checker (``txkit.experiments.spec``) and the Python API (``txkit.train``) are all derived from it, so a
+field has one default everywhere. Field-level extras:
+
+- ``flag``: the CLI flag when it is not ``--field-name`` (``data_options`` -> ``--data-option``);
+- ``registry``: the registry kind whose names complete on the command line;
+- ``path``: the value is a path (relative paths in experiment files are relative to the file).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from txkit.config.weights import WeightsSource
+from txkit.errors import TxkitError, for_cli
+
+
+class ConfigError(TxkitError):
+    """A config value that fails its field's validation; the message names the field in backticks."""
+
+
+def _extra(**extra) -> dict:
+    return {"json_schema_extra": extra}
+
+
+class TrainConfig(BaseModel):
+    """The resolved configuration of a run; written to config.json and read back by resume and evaluate."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: str = Field("synthetic-dld", description="Registered dataset (`txkit list datasets`).",
+                         **_extra(registry="dataset"))
+    data_root: str | None = Field(None, description="Where the dataset lives (folder, CSV or .npz file).",
+                                  **_extra(path=True))
+    data_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Dataset options (`txkit list dataset NAME` shows them), e.g. seed=3."),
+        **_extra(flag="--data-option", metavar="KEY=VALUE"))
+    backbone: str = Field("efficientnet_lite0", description="Registered backbone or timm/<model>.",
+                          **_extra(registry="backbone"))
+    weights: str = Field("imagenet", description=(
+        "imagenet, none, a .safetensors/.pth file, or an earlier run directory (its head is dropped)."),
+        **_extra(path=True))
+    gray: Literal["repeat", "sum"] = Field("repeat", description=(
+        "Feed grayscale to a 3-channel backbone by repeating it, or by summing the first conv's kernels."))
+    colorizer: str | None = Field(None, description="Gray-to-RGB module in front of the backbone.",
+                                  **_extra(registry="colorizer"))
+    colorizer_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Colorizer options, e.g. hidden=16."), **_extra(flag="--colorizer-option", metavar="KEY=VALUE"))
+    colorizer_from: str | None = Field(None, description="Take the colorizer's weights from an earlier run.",
+                                       **_extra(path=True))
+    freeze_colorizer: bool = Field(False, description="Keep the colorizer fixed.")
+    strategy: str = Field("full", description="Transfer strategy (finetune-from:STAGE for layer-wise fine-tuning).",
+                          **_extra(registry="strategy"))
+    epochs: int = Field(6, ge=1, description="Training epochs (all phases together).")
+    batch_size: int = Field(32, ge=1, description="Images per training batch (evaluation uses twice as many).")
+    lr: float | None = Field(None, gt=0, description="Base (max for one-cycle) learning rate; default from the strategy.")
+    optimizer: Literal["sgd", "adamw"] | None = Field(None, description="Default from the strategy (sgd).")
+    schedule: Literal["onecycle", "exponential", "plateau", "constant"] | None = Field(
+        None, description="Learning-rate schedule; default from the strategy.")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay of the weights (not of biases).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    gamma: float = Field(0.95, gt=0, le=1, description="Per-epoch decay of the exponential schedule.")
+    monitor: Literal["auc", "accuracy", "f1"] = Field(
+        "auc", description="Validation metric for the best checkpoint and early stopping.")
+    patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement.")
+    fraction: float = Field(1.0, gt=0, le=1, description="Keep a class-proportional, seeded fraction of the "
+                                                         "training split.")
+    image_size: int | None = Field(None, ge=16, description="Resize images to this square size (default: the "
+                                                            "dataset's, else 224).")
+    augment: bool = Field(True, description="Random horizontal flips during training.")
+    skip_bad_images: bool = Field(False, description="Skip unreadable images (counted) instead of failing.")
+    class_weights: str = Field("none", description=(
+        "Loss weights per class: none, balanced (n / (k * n_c); multi-label pos_weight = negatives / "
+        "positives) or a JSON file of weights."), **_extra(metavar="none|balanced|FILE"))
+    sampler: Literal["none", "balanced"] = Field("none", description=(
+        "balanced: draw training images with replacement so every class is seen equally often (seeded; "
+        "resumes exactly)."))
+    log: Literal["none", "tensorboard"] = Field("none", description=(
+        "Also write TensorBoard event files under RUN/tensorboard (needs txkit[tensorboard])."))
+    seed: int = Field(0, ge=0, description="Seeds data order, augmentation, initialisation and splits.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+    amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the main process).")
+
+    @field_validator("weights")
+    @classmethod
+    def _parse_weights(cls, value: str) -> str:
+        return str(WeightsSource.parse(value))
+
+    @property
+    def weights_source(self) -> WeightsSource:
+        return WeightsSource.parse(self.weights)
+
+    # --- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, **fields) -> "TrainConfig":
+        """Validated construction; a bad value is one line naming the field (ConfigError)."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """From config.json: fields this version no longer knows are ignored."""
+        return cls.create(**{k: v for k, v in data.items() if k in cls.model_fields})
+
+    def to_dict(self) -> dict:
+        return self.model_dump()
+
+    def replace(self, **changes) -> "TrainConfig":
+        return self.create(**{**self.to_dict(), **changes})
+
+    @classmethod
+    def check_field(cls, name: str, value, strict: bool = False) -> Any:
+        """Validate one field's value as the model would; ``strict`` (experiment files, whose TOML values
+        are typed) refuses "3" for an integer instead of converting it."""
+        if name not in cls.model_fields:
+            raise ConfigError(f"unknown field `{name}`")
+        try:
+            probe = cls.model_construct()
+            cls.__pydantic_validator__.validate_assignment(probe, name, value, strict=strict)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+        return getattr(probe, name)
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return cls().to_dict()
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's first error as one line: `field`: what is wrong (got VALUE)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        import difflib
+
+        close = difflib.get_close_matches(field, list(TrainConfig.model_fields), n=1, cutoff=0.6)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        return f"unknown field `{field}`{hint}"
+    message = message.removeprefix("Value error, ").replace("Input should be", "must be")
+    return f"`{field}` {message} (got {first.get('input')!r})"
+
+
+def field_flag(name: str) -> str:
+    """The CLI flag of a field (what the CLI shows where the library says `name`)."""
+    return for_cli(f"`{name}`")
