@@ -97,7 +97,7 @@ def test_build_rejects_bad_sizes(size):
 
 
 def test_build_rejects_non_integer_options():
-    with pytest.raises(DataError, match="seed must be an integer"):
+    with pytest.raises(DataError, match="option seed=abc: must be an integer"):
         build(seed="abc")
 
 

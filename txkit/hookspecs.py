@@ -2,11 +2,18 @@
 
 These signatures are txkit's stable plugin API. Every hook receives a ``register`` callable::
 
-    register(name, factory, description="")
+    register(name, factory, description="", *, options=None)
 
 ``factory`` is a callable, or an ``"package.module:function"`` string that is imported only when the entry
 is used, so listing plugins never imports torch. A name ending in ``*`` registers a family: ``timm/*``
 answers ``timm/convnext_tiny`` and its factory receives the part matched by ``*`` as ``variant=``.
+
+``options`` declares the entry's user options: a :class:`txkit.options.Options` subclass (one pydantic field
+per option, with default and help), or a ``"package.module:Class"`` string imported only when the entry is
+shown (``txkit list KIND NAME``) or used. txkit then validates what the user gives (``--data-option``,
+``--colorizer-option``, experiment files) before calling the factory, which receives every option, defaults
+filled in; an unknown option gets a did-you-mean. Without ``options`` the factory receives the options as given
+and must check them itself. Backbones take no user options (txkit passes ``num_classes`` and ``pretrained``).
 """
 
 import pluggy
@@ -27,7 +34,8 @@ def register_colorizers(register):
 
 @hookspec
 def register_datasets(register):
-    """Register datasets. ``factory(root=None, **options) -> txkit.datasets.TxDataset``."""
+    """Register datasets. ``factory(root=None, **options) -> txkit.datasets.TxDataset``; ``root`` is
+    ``--data-root``, passed by txkit beside the declared options (declare it in no Options class)."""
 
 
 @hookspec
@@ -37,7 +45,8 @@ def register_strategies(register):
 
 @hookspec
 def register_visualizers(register):
-    """Register visualizers. ``factory(**options) -> txkit.visualizers.Visualizer``."""
+    """Register visualizers. ``factory(**options) -> txkit.visualizers.Visualizer``; declare options with
+    ``register(..., options=...)`` as for every other kind."""
 
 
 @hookspec

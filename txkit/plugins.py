@@ -133,13 +133,13 @@ class PluginSet:
 
     @staticmethod
     def _register_callback(kind: str, info: PluginInfo, pending: list):
-        def register(name: str, factory, description: str = "") -> None:
-            problem = _entry_problem(name, factory, description)
+        def register(name: str, factory, description: str = "", *, options=None) -> None:
+            problem = _entry_problem(name, factory, description) or _options_problem(options)
             if problem:
                 info.errors.append(f"register_{PLURALS[kind]} ({_caller()}): {kind} {name!r} not registered: "
                                    f"{problem}")
                 return
-            pending.append(Entry(kind, name, description, info.distribution, factory))
+            pending.append(Entry(kind, name, description, info.distribution, factory, options))
         return register
 
     def registry(self, kind: str) -> Registry:
@@ -305,6 +305,23 @@ def _entry_problem(name, factory, description) -> str | None:
         return f"the factory {factory!r} is neither callable nor a 'package.module:function' string"
     if not isinstance(description, str):
         return f"the description must be a string, got {description!r}"
+    return None
+
+
+def _options_problem(options) -> str | None:
+    """``options=`` must be None, a txkit.options.Options subclass, or a 'package.module:Class' string (imported
+    only when the entry is shown or used, like a factory string)."""
+    if options is None:
+        return None
+    if isinstance(options, str):
+        module, _, attr = options.partition(":")
+        if not module or not attr:
+            return f"the options string {options!r} must read 'package.module:OptionsClass'"
+        return None
+    from txkit.options import Options
+
+    if not (isinstance(options, type) and issubclass(options, Options)):
+        return f"options={options!r} is neither a txkit.options.Options subclass nor a 'package.module:Class' string"
     return None
 
 

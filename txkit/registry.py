@@ -12,6 +12,8 @@ from txkit.errors import TxkitError, UnknownNameError
 KINDS = ("backbone", "colorizer", "dataset", "strategy", "visualizer")
 PLURALS = {"backbone": "backbones", "colorizer": "colorizers", "dataset": "datasets",
            "strategy": "strategies", "visualizer": "visualizers"}
+# Arguments txkit itself passes to a factory, beside the user's options (never validated as options).
+TXKIT_ARGUMENTS = {"dataset": ("root",), "backbone": ("num_classes", "pretrained")}
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Entry:
     description: str
     provided_by: str
     factory: Callable[..., Any] | str
+    options: type | str | None = None  # a txkit.options.Options subclass, or "package.module:Class"
 
     @property
     def is_family(self) -> bool:
@@ -32,8 +35,34 @@ class Entry:
         module_name, _, attr = self.factory.partition(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def load_options(self):
+        """The declared Options class (imported now when registered as a string), or None."""
+        if self.options is None or not isinstance(self.options, str):
+            return self.options
+        module_name, _, attr = self.options.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+    def validate(self, options: dict) -> dict:
+        """``options`` checked against the declared Options (unchanged when none is declared). The arguments
+        txkit passes itself (a dataset's ``root``, a backbone's ``num_classes``) are not user options."""
+        options_cls = self.load_options()
+        if options_cls is None or self.kind == "backbone":
+            return dict(options)
+        from txkit.errors import DataError
+        from txkit.options import validate_options
+
+        own = {k: options[k] for k in TXKIT_ARGUMENTS.get(self.kind, ()) if k in options}
+        given = {k: v for k, v in options.items() if k not in own}
+        error = DataError if self.kind == "dataset" else TxkitError
+        return {**own, **validate_options(self.label, options_cls, given, error)}
+
     def create(self, full_name: str | None = None, **options):
         factory = self.load_factory()
+        options = self.validate(options)
         if self.is_family:
             options["variant"] = (full_name or self.name)[len(self.name) - 1:]
         return factory(**options)
@@ -41,6 +70,12 @@ class Entry:
     def as_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "description": self.description,
                 "provided_by": self.provided_by}
+
+    def options_dict(self) -> dict:
+        """What `txkit list KIND NAME --json` prints: the entry and its options."""
+        from txkit.options import describe_options
+
+        return {**self.as_dict(), "options": describe_options(self.load_options())}
 
 
 @dataclass

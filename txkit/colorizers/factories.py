@@ -1,56 +1,75 @@
-"""Factories for the built-in colorizers (options may arrive as strings from --colorizer-option)."""
+"""Factories for the built-in colorizers and their options (options may arrive as strings from
+--colorizer-option). torch is imported only when a colorizer is built, so the options can be listed cheaply."""
 
 from __future__ import annotations
 
-from txkit.colorizers import modules
-from txkit.errors import TxkitError
+from typing import Union
+
+from pydantic import ConfigDict, field_validator
+
+from txkit.options import Field, Options
+
+DEFAULT_WINDOWS = "40:400,-600:1500,50:350"
 
 
-def _no_options(name: str, options: dict) -> None:
-    if options:
-        raise TxkitError(f"colorizer {name!r} takes no options (got {', '.join(options)})")
+class WindowOptions(Options):
+    """Options of the ``window`` colorizer (``--colorizer-option KEY=VALUE``)."""
+
+    model_config = ConfigDict(validate_default=True)  # the default windows string is parsed too
+
+    windows: Union[str, tuple] = Field(DEFAULT_WINDOWS, description="three LEVEL:WIDTH pairs in Hounsfield units, "
+                                       "one per channel (soft tissue, lung, mediastinum)")
+    input_is_unit: bool = Field(True, description="the input is in [0, 1] (8-bit gray / 255) and is mapped to "
+                                "-1024..3071 HU first; false: the input is already in HU")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value):
+        if isinstance(value, str):
+            try:
+                value = tuple(tuple(float(v) for v in pair.split(":")) for pair in value.split(","))
+            except ValueError:
+                value = ()
+        if len(value) != 3 or any(len(w) != 2 or not float(w[1]) > 0 for w in value):
+            raise ValueError("must be three level:width pairs in HU with positive widths, e.g. "
+                             "windows=40:400,-600:1500,50:350")
+        return tuple(tuple(float(v) for v in w) for w in value)
 
 
-def repeat(**options):
-    _no_options("repeat", options)
+def repeat():
+    from txkit.colorizers import modules
     return modules.RepeatColorizer()
 
 
-def conv1x1(**options):
-    _no_options("conv1x1", options)
+def conv1x1():
+    from txkit.colorizers import modules
     return modules.Conv1x1Colorizer()
 
 
-def deconv(**options):
-    _no_options("deconv", options)
+def deconv():
+    from txkit.colorizers import modules
     return modules.DeconvColorizer()
 
 
-def resizeconv(**options):
-    _no_options("resizeconv", options)
+def resizeconv():
+    from txkit.colorizers import modules
     return modules.ResizeConvColorizer()
 
 
-def pixelshuffle(**options):
-    _no_options("pixelshuffle", options)
+def pixelshuffle():
+    from txkit.colorizers import modules
     return modules.PixelShuffleColorizer()
 
 
-def coloru(**options):
-    _no_options("coloru", options)
+def coloru():
+    from txkit.colorizers import modules
     return modules.ColorUColorizer()
 
 
-def window(windows: str | tuple = "40:400,-600:1500,50:350", input_is_unit="true", **unknown):
-    """``windows`` = three LEVEL:WIDTH pairs in Hounsfield units (default: soft tissue, lung, brain)."""
-    if unknown:
-        raise TxkitError(f"colorizer 'window': unknown option(s) {', '.join(unknown)}; valid: windows, input_is_unit")
-    if isinstance(windows, str):
-        try:
-            windows = tuple(tuple(float(v) for v in pair.split(":")) for pair in windows.split(","))
-        except ValueError:
-            windows = ()
-    if len(windows) != 3 or any(len(w) != 2 for w in windows):
-        raise TxkitError("colorizer 'window': --colorizer-option windows=L:W,L:W,L:W (three level:width pairs in HU)")
-    unit = input_is_unit if isinstance(input_is_unit, bool) else str(input_is_unit).lower() in ("1", "true", "yes")
-    return modules.WindowColorizer(windows=windows, input_is_unit=unit)
+def window(**options):
+    """A fixed CT-window colorizer; options: :class:`WindowOptions`."""
+    from txkit.colorizers import modules
+    from txkit.options import validate_options
+
+    options = validate_options("colorizer 'window'", WindowOptions, options)
+    return modules.WindowColorizer(windows=options["windows"], input_is_unit=options["input_is_unit"])

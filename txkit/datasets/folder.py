@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import model_validator
 
 from txkit.datasets.base import TxDataset
-from txkit.datasets.files import as_bool, drop_unreadable, file_split, group_split, list_images, require_dir
+from txkit.datasets.files import drop_unreadable, file_split, group_split, list_images, require_dir
 from txkit.errors import DataError
+from txkit.options import Field, Options, check_fractions, validate_options
 
 LAYOUT = "ROOT/CLASS/image.png (one folder per class) or ROOT/train/CLASS/..., ROOT/val/CLASS/..., ROOT/test/CLASS/..."
 
 
-def build(root=None, seed=0, val_fraction=0.15, test_fraction=0.15, skip_bad_images=False, image_size=None,
-          **unknown) -> TxDataset:
-    _reject(unknown)
+class FolderOptions(Options):
+    """Options of ``imagefolder`` (``--data-option KEY=VALUE``)."""
+
+    seed: int = Field(0, description="seed of the class-proportional split of the images into train/val/test")
+    val_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the images that becomes val "
+                                "(per class) when ROOT has no val/ folder")
+    test_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the images that becomes test "
+                                 "(per class) when ROOT has no train/ folder; ignored with train/")
+    skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
+                                  "--skip-bad-images sets it")
+    image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
+                                      "(recorded in the dataset info)")
+
+    _fractions = model_validator(mode="after")(check_fractions)
+
+
+def build(root=None, **options) -> TxDataset:
+    """One folder per class (optionally under train/ val/ test/); options: :class:`FolderOptions`."""
+    options = validate_options("dataset 'imagefolder'", FolderOptions, options, DataError)
+    seed, val_fraction, test_fraction = options["seed"], options["val_fraction"], options["test_fraction"]
+    skip_bad_images, image_size = options["skip_bad_images"], options["image_size"]
     folder = require_dir(root, LAYOUT)
     presplit = [s for s in ("train", "val", "test") if (folder / s).is_dir()]
     if presplit and "train" not in presplit:
@@ -26,25 +47,19 @@ def build(root=None, seed=0, val_fraction=0.15, test_fraction=0.15, skip_bad_ima
         splits = {}
         for name in presplit:
             paths, labels = _scan(folder / name, classes)
-            paths, labels, bad = _maybe_verify(paths, labels, as_bool(skip_bad_images))
+            paths, labels, bad = _maybe_verify(paths, labels, skip_bad_images)
             skipped += bad
             splits[name] = file_split(paths, labels)
         if "val" not in splits:
             splits.update(_split_train(splits.pop("train"), float(val_fraction), 0.0, int(seed)))
     else:
         paths, labels = _scan(folder, classes)
-        paths, labels, skipped = _maybe_verify(paths, labels, as_bool(skip_bad_images))
+        paths, labels, skipped = _maybe_verify(paths, labels, skip_bad_images)
         splits = _split_train(file_split(paths, labels), float(val_fraction), float(test_fraction), int(seed))
     info = {"root": str(folder), "skipped_images": skipped}
     if image_size:
         info["image_size"] = int(image_size)
     return TxDataset("imagefolder", classes, splits, description=f"image folders under {folder}", info=info)
-
-
-def _reject(unknown: dict) -> None:
-    if unknown:
-        raise DataError(f"imagefolder: unknown option(s) {', '.join(sorted(unknown))}; valid: seed, val_fraction, "
-                        f"test_fraction, skip_bad_images, image_size")
 
 
 def _classes(folder: Path) -> list[str]:

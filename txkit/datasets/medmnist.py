@@ -9,11 +9,13 @@ or 0..max when every class occurs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from txkit.datasets.base import Split, TxDataset, check_pixel_range
 from txkit.errors import DataError
+from txkit.options import Field, Options, validate_options
 
 KNOWN_CLASSES = {
     "pneumoniamnist": ["normal", "pneumonia"],
@@ -25,9 +27,16 @@ SPLITS = {"train": "train", "val": "val", "test": "test"}
 MIN_SIZE = 64  # 28x28 images are enlarged so that ImageNet backbones keep a spatial map
 
 
-def build(root=None, image_size=None, **unknown) -> TxDataset:
-    if unknown:
-        raise DataError(f"medmnist: unknown option(s) {', '.join(sorted(unknown))}; valid: image_size")
+class MedmnistOptions(Options):
+    """Options of ``medmnist`` (``--data-option KEY=VALUE``); ``--data-root`` is the .npz file."""
+
+    image_size: Optional[int] = Field(None, ge=1, description="input size in pixels for training (default: the "
+                                      "file's native size, at least 64; 28x28 images are enlarged)")
+
+
+def build(root=None, **options) -> TxDataset:
+    """One MedMNIST .npz file with its train/val/test arrays; options: :class:`MedmnistOptions`."""
+    image_size = validate_options("dataset 'medmnist'", MedmnistOptions, options, DataError)["image_size"]
     path = _npz_path(root)
     arrays = _load(path)
     splits, multilabel = {}, False

@@ -12,17 +12,20 @@ patch and scale with ``size``, so a larger patch shows the same field of view at
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import scipy.fft
+from pydantic import field_validator
 from scipy.special import ndtri
 
 from txkit.datasets.base import SPLITS, Split, TxDataset
 from txkit.errors import DataError
+from txkit.options import Field, Options, validate_options
 
 NAME = "synthetic-dld"
 CLASSES = ["consolidation", "ground-glass", "honeycombing", "reticular", "emphysema", "nodular", "normal"]
 DEFAULT_SIZES = {"train": 80, "val": 30, "test": 40}
-BUILD_OPTIONS = ("seed", "size", "per_class")
 
 REFERENCE_SIZE = 64
 WINDOW_LEVEL, WINDOW_WIDTH = -600.0, 1500.0
@@ -345,11 +348,33 @@ def generate(seed: int = 0, per_class: dict | None = None, size: int = 64) -> di
 
 # ------------------------------------------------------------------------------------------------- factory
 
-def _as_int(name: str, value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DataError(f"synthetic-dld: option {name} must be an integer, got {value!r}") from None
+class SyntheticDldOptions(Options):
+    """Options of ``synthetic-dld`` (``--data-option KEY=VALUE``)."""
+
+    seed: int = Field(0, description="seed of the generator; the same seed gives the same images")
+    size: int = Field(64, description="patch side in pixels, a multiple of 8 and at least 16 (64 is the "
+                                      "reference field of view, larger patches show it at higher resolution)")
+    per_class: Union[int, dict[str, int], None] = Field(
+        None, description="images per class: one number for every split, or per split such as "
+                          "{\"train\": 200} (from an experiment file); default train 80, val 30, test 40")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value < 16 or value % 8:
+            raise ValueError("must be a multiple of 8 and at least 16")
+        return value
+
+    @field_validator("per_class")
+    @classmethod
+    def _per_class(cls, value):
+        counts = value if isinstance(value, dict) else {} if value is None else {"": value}
+        for split_name, count in counts.items():
+            if split_name and split_name not in SPLITS:
+                raise ValueError(f"unknown split {split_name!r}; valid: {', '.join(SPLITS)}")
+            if count < 0:
+                raise ValueError("must be >= 0")
+        return value
 
 
 def _split(name: str, images: np.ndarray, labels: np.ndarray) -> Split:
@@ -357,20 +382,14 @@ def _split(name: str, images: np.ndarray, labels: np.ndarray) -> Split:
     return Split(lambda i: images[i], labels, ids=ids)
 
 
-def build(root=None, seed: int = 0, size: int = 64, per_class=None, **ignored_options) -> TxDataset:
-    """The synthetic-dld dataset, generated in memory.
-
-    Options: ``seed``, ``size`` (pixels, a multiple of 8, >= 16) and ``per_class`` (images per class: one
-    number for every split or a dict such as ``{"train": 200}``).
-    """
+def build(root=None, **options) -> TxDataset:
+    """The synthetic-dld dataset, generated in memory; options: :class:`SyntheticDldOptions`."""
     if root is not None:
         raise DataError("synthetic-dld is generated in memory and takes no --data-root")
-    if ignored_options:
-        raise DataError(f"synthetic-dld: unknown option(s) {', '.join(sorted(ignored_options))}; "
-                        f"valid: {', '.join(BUILD_OPTIONS)}")
-    seed, size = _as_int("seed", seed), _as_int("size", size)
+    options = validate_options(f"dataset {NAME!r}", SyntheticDldOptions, options, DataError)
+    seed, size, per_class = options["seed"], options["size"], options["per_class"]
     if per_class is not None and not isinstance(per_class, dict):
-        per_class = dict.fromkeys(SPLITS, _as_int("per_class", per_class))
+        per_class = dict.fromkeys(SPLITS, per_class)
     data = generate(seed=seed, per_class=per_class, size=size)
     return TxDataset(
         name=NAME,

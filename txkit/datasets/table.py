@@ -13,25 +13,58 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import model_validator
 
 from txkit.datasets.base import TxDataset
-from txkit.datasets.files import as_bool, drop_unreadable, file_split, group_split
+from txkit.datasets.files import drop_unreadable, file_split, group_split
 from txkit.errors import DataError
+from txkit.options import Field, Options, check_fractions, validate_options
 
-OPTIONS = ("path_column", "label_column", "label_columns", "split_column", "group_column", "image_root",
-           "classes", "seed", "val_fraction", "test_fraction", "skip_bad_images", "image_size")
 MISSING = "check the path column or image_root, or pass --skip-bad-images to skip it"
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
 
 
-def build(root=None, path_column="path", label_column="label", label_columns=None, split_column="split",
-          group_column="group", image_root=None, classes=None, seed=0, val_fraction=0.15, test_fraction=0.15,
-          skip_bad_images=False, image_size=None, **unknown) -> TxDataset:
-    if unknown:
-        raise DataError(f"csv: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONS)}")
+class CsvOptions(Options):
+    """Options of ``csv`` (``--data-option KEY=VALUE``); ``--data-root`` is the CSV file."""
+
+    path_column: str = Field("path", description="column with the image paths, relative to image_root")
+    label_column: str = Field("label", description="column with one label per row (class name or integer), "
+                              "or several labels separated by | for multi-label")
+    label_columns: Optional[str] = Field(None, description="multi-label from 0/1 columns instead: their names, "
+                                         "comma-separated (A,B,C); an empty cell is an unknown label")
+    split_column: str = Field("split", description="column with train, val or test per row, used when present "
+                              "(the fractions are then ignored)")
+    group_column: str = Field("group", description="column with a patient or group id, used when present: all "
+                              "rows of a group land in one split")
+    image_root: Optional[str] = Field(None, description="folder the paths are relative to (default: the CSV "
+                                      "file's folder)")
+    classes: Optional[str] = Field(None, description="the class names in label order, comma-separated (default: "
+                                   "sorted names, or 0..max for integer labels)")
+    seed: int = Field(0, description="seed of the split when the CSV has no split column")
+    val_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the groups (per class) that "
+                                "becomes val when the CSV has no split column")
+    test_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the groups (per class) that "
+                                 "becomes test when the CSV has no split column")
+    skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
+                                  "--skip-bad-images sets it")
+    image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
+                                      "(recorded in the dataset info)")
+
+    _fractions = model_validator(mode="after")(check_fractions)
+
+
+def build(root=None, **options) -> TxDataset:
+    """Images listed in a CSV file; options: :class:`CsvOptions`."""
+    o = validate_options("dataset 'csv'", CsvOptions, options, DataError)
+    path_column, label_column, label_columns = o["path_column"], o["label_column"], o["label_columns"]
+    split_column, group_column, image_root, classes = (o["split_column"], o["group_column"], o["image_root"],
+                                                       o["classes"])
+    seed, val_fraction, test_fraction = o["seed"], o["val_fraction"], o["test_fraction"]
+    skip_bad_images, image_size = o["skip_bad_images"], o["image_size"]
     table = _csv_path(root)
     rows, header = _read(table)
     _require_columns(table, header, [path_column] + (label_columns.split(",") if label_columns else [label_column]))
@@ -46,7 +79,7 @@ def build(root=None, path_column="path", label_column="label", label_columns=Non
     groups = [row[group_column] for row in rows] if group_column in header else None
     given = _given_splits(table, rows, split_column) if split_column in header else None
     skipped = 0
-    if as_bool(skip_bad_images):
+    if skip_bad_images:
         paths, (labels, groups, given), skipped = drop_unreadable(
             paths, list(labels), groups or [None] * len(paths), given or [None] * len(paths))
         labels = np.asarray(labels)

@@ -7,10 +7,12 @@ from txkit import hookimpl
 @hookimpl
 def register_colorizers(register):
     register("edges", "txkit_plugin_template.edges:EdgesColorizer",
-             "fixed: gray, Sobel gradient magnitude and Laplacian as the three channels")
+             "fixed: gray, Sobel gradient magnitude and Laplacian as the three channels",
+             options="txkit.options:NoOptions")
 
 
 @hookimpl
 def register_datasets(register):
     register("stripes", "txkit_plugin_template.stripes:build",
-             "procedural horizontal vs vertical noisy stripes, 2 classes (a template dataset)")
+             "procedural horizontal vs vertical noisy stripes, 2 classes (a template dataset)",
+             options="txkit_plugin_template.stripes:StripesOptions")  # a string: imported only when needed

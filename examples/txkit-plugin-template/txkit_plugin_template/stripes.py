@@ -2,20 +2,29 @@
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset
+from txkit.datasets import Split, TxDataset
 from txkit.errors import DataError
+from txkit.options import Field, Options, validate_options
 
 CLASSES = ["horizontal", "vertical"]
 
 
-def build(root=None, seed=0, size=32, per_class=40, **unknown) -> TxDataset:
-    if unknown:
-        raise DataError(f"stripes: unknown option(s) {', '.join(unknown)}; valid: seed, size, per_class")
+class StripesOptions(Options):
+    """The dataset's options: one field each, with a default and a help text (``txkit list dataset stripes``).
+    txkit checks what the user gives against it (unknown names get a did-you-mean) before calling build()."""
+
+    seed: int = Field(0, description="seed of the generator")
+    size: int = Field(32, ge=8, description="image side in pixels")
+    per_class: int = Field(40, ge=1, description="images per class in each split")
+
+
+def build(root=None, **options) -> TxDataset:
+    o = validate_options("dataset 'stripes'", StripesOptions, options, DataError)  # also when called directly
     if root:
         raise DataError("stripes is generated in memory and takes no --data-root")
-    rng = np.random.default_rng(int(seed))
-    splits = {name: _split(rng, int(size), int(per_class)) for name in ("train", "val", "test")}
-    return TxDataset("stripes", CLASSES, splits, description="noisy stripes", info={"image_size": int(size)})
+    rng = np.random.default_rng(o["seed"])
+    splits = {name: _split(rng, o["size"], o["per_class"]) for name in ("train", "val", "test")}
+    return TxDataset("stripes", CLASSES, splits, description="noisy stripes", info={"image_size": o["size"]})
 
 
 def _split(rng: np.random.Generator, size: int, per_class: int) -> Split:

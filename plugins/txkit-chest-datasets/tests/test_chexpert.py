@@ -172,11 +172,12 @@ def test_images_load_as_8bit_gray_and_the_parent_folder_works_as_root(tree):
     ({"policy_Heart": "ones"}, "no observation 'Heart'"),
     ({"policy_Fracture": "ones"}, "'Fracture' is not in the label set"),
     ({"labels": "Atelectasis,Heart"}, "unknown name 'Heart'"),
-    ({"view": "oblique"}, "view='oblique' must be one of all, frontal, lateral"),
+    ({"view": "oblique"}, "option view=oblique: must be one of all, frontal, lateral"),
     ({"projection": "XY"}, "'XY' is not an AP/PA value"),
-    ({"subset": "0"}, r"subset='0' must be a number in \(0, 1\]"),
+    ({"subset": "0"}, "option subset=0: must be > 0"),
     ({"val_fraction": "1.5"}, "val_fraction"),
-    ({"colour": "1"}, "unknown option.*colour; valid: labels, policy, policy_<LABEL>"),
+    ({"colour": "1"}, "unknown option.*colour; valid: labels, policy, .*policy_<LABEL>"),
+    ({"veiw": "all"}, "unknown option 'veiw'; did you mean 'view'"),
 ])
 def test_bad_options_fail_with_one_line(tree, options, message):
     with pytest.raises(DataError, match=message):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset
-from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
-from txkit_chest_datasets.options import as_choice, as_fraction, as_int, as_names, reject_unknown
+from txkit.options import validate_options
+from txkit_chest_datasets.options import ChestXray14Options, as_names
 
 NAME = "chestxray14"
 ENTRY_CSVS = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
@@ -30,7 +30,6 @@ FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion",
 NO_FINDING = "No Finding"
 # The thesis (Piano 2020) keeps the five findings that match its CheXpert observations.
 THESIS_FIVE = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion"]
-OPTIONS = ("labels", "view", "val_fraction", "seed", "skip_bad_images", "image_size")
 
 
 @dataclass
@@ -45,13 +44,11 @@ class Entries:
     views: np.ndarray
 
 
-def build(root=None, labels="14", view="all", val_fraction=0.1, seed=0, skip_bad_images=False, image_size=320,
-          **unknown) -> TxDataset:
-    reject_unknown(NAME, unknown, OPTIONS)
-    names = label_set(labels)
-    view = as_choice(NAME, "view", view, ("all", "pa", "ap")).upper()
-    val_fraction = as_fraction(NAME, "val_fraction", val_fraction, open_low=True)
-    seed, skip = as_int(NAME, "seed", seed), as_bool(skip_bad_images)
+def build(root=None, **options) -> TxDataset:
+    """NIH ChestX-ray14 under ``root``; options: :class:`ChestXray14Options`."""
+    o = validate_options(f"dataset {NAME!r}", ChestXray14Options, options, DataError)
+    names = label_set(o["labels"])
+    view, val_fraction, seed, skip = o["view"].upper(), o["val_fraction"], o["seed"], o["skip_bad_images"]
     folder = require_dir(root, LAYOUT)
     entries = read_entries(find_entry_csv(folder))
     test = rows_of_list(folder / "test_list.txt", entries)
@@ -71,7 +68,7 @@ def build(root=None, labels="14", view="all", val_fraction=0.1, seed=0, skip_bad
               for split, picked in rows.items()}
     info = {"root": str(folder), "entries": entries.csv.name, "labels": names, "view": view.lower(),
             "protocol": f"test = test_list.txt; val = {val_fraction:g} of train_val_list.txt's patients (seed {seed})",
-            "skipped_images": skipped, "image_size": as_int(NAME, "image_size", image_size)}
+            "skipped_images": skipped, "image_size": o["image_size"]}
     return TxDataset(NAME, names, splits, task="multilabel", description=f"NIH ChestX-ray14 under {folder}",
                      info=info)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset
-from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
+from txkit.options import validate_options
 from txkit_chest_datasets import policies as pol
-from txkit_chest_datasets.options import as_choice, as_fraction, as_int, as_names, reject_unknown
+from txkit_chest_datasets.options import ChexpertOptions, as_names
 
 NAME = "chexpert"
 LAYOUT = ("CheXpert-v1.0-small/ holding train.csv, valid.csv, train/patientNNNNN/studyN/viewN_frontal.jpg and "
@@ -35,8 +35,6 @@ FIVE = list(pol.THESIS_POLICIES)
 CODES = {"1.0": pol.POSITIVE, "1": pol.POSITIVE, "0.0": pol.NEGATIVE, "0": pol.NEGATIVE,
          "-1.0": pol.UNCERTAIN, "-1": pol.UNCERTAIN, "": pol.BLANK}
 PROJECTIONS = ("AP", "PA", "LL", "RL")
-OPTIONS = ("labels", "policy", "policy_<LABEL>", "soft_labels", "view", "projection", "val_fraction", "seed",
-           "subset", "subset_seed", "subset_by", "skip_bad_images", "image_size")
 
 
 @dataclass
@@ -93,24 +91,22 @@ def build(root=None, **options) -> TxDataset:
 # ------------------------------------------------------------------------------------------------- options
 
 def parse_options(options: dict) -> Settings:
-    overrides, rest = pol.policy_overrides(options, OBSERVATIONS)
-    known = {key: rest.pop(key) for key in list(rest) if key in OPTIONS}
-    reject_unknown(NAME, rest, OPTIONS)
-    labels = label_set(known.get("labels", "5"))
-    subset = known.get("subset")
+    o = validate_options(f"dataset {NAME!r}", ChexpertOptions, options, DataError)
+    overrides, rest = pol.policy_overrides(o, OBSERVATIONS)
+    labels = label_set(rest["labels"])
     return Settings(
         labels=labels,
-        policies=pol.resolve_policies(labels, known.get("policy"), overrides),
-        soft_labels=known.get("soft_labels"),
-        view=as_choice(NAME, "view", known.get("view", "all"), ("all", "frontal", "lateral")),
-        projections=_projections(known.get("projection", "all")),
-        val_fraction=as_fraction(NAME, "val_fraction", known.get("val_fraction", 0.0)),
-        seed=as_int(NAME, "seed", known.get("seed", 0)),
-        subset=None if subset is None else as_fraction(NAME, "subset", subset, open_low=True, open_high=False),
-        subset_seed=as_int(NAME, "subset_seed", known.get("subset_seed", 0)),
-        subset_by=as_choice(NAME, "subset_by", known.get("subset_by", "images"), ("images", "patients")),
-        skip_bad_images=as_bool(known.get("skip_bad_images", False)),
-        image_size=as_int(NAME, "image_size", known.get("image_size", 320)),
+        policies=pol.resolve_policies(labels, rest["policy"], overrides),
+        soft_labels=rest["soft_labels"],
+        view=rest["view"],
+        projections=_projections(rest["projection"]),
+        val_fraction=rest["val_fraction"],
+        seed=rest["seed"],
+        subset=rest["subset"],
+        subset_seed=rest["subset_seed"],
+        subset_by=rest["subset_by"],
+        skip_bad_images=rest["skip_bad_images"],
+        image_size=rest["image_size"],
     )
 
 

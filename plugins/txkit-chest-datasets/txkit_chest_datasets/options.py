@@ -1,44 +1,75 @@
-"""Dataset options arrive as strings from ``--data-option key=value``: convert and check them here."""
+"""The options of the chest datasets (declared for txkit, which validates them before a factory runs) and the
+helpers that check what a field's type cannot: label names and policies."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal, Optional
+
+from pydantic import field_validator, model_validator
 
 from txkit.errors import DataError
+from txkit.options import Field, Options, check_fractions
+
+SKIP_HELP = "open every image once and skip (count) unreadable ones; --skip-bad-images sets it"
 
 
-def reject_unknown(dataset: str, unknown: dict, valid: tuple[str, ...]) -> None:
-    if unknown:
-        raise DataError(f"{dataset}: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(valid)}")
+def _lower(value):
+    return value.strip().lower() if isinstance(value, str) else value
 
 
-def as_int(dataset: str, key: str, value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{dataset}: option {key}={value!r} must be an integer") from None
+class ChexpertOptions(Options):
+    """Options of ``chexpert`` (``--data-option KEY=VALUE``)."""
+
+    labels: str = Field("5", description="5 (the thesis' observations), 14 (all, in CSV order) or a "
+                        "comma-separated list of observations")
+    policy: Optional[str] = Field(None, description="uncertainty policy of every label: ignore, zeros, ones, "
+                                  "selftrained or multiclass (default: the thesis' Table 4.1, ignore for others)")
+    soft_labels: Optional[str] = Field(None, description="CSV of a teacher's probabilities (columns Path and the "
+                                       "labels) for the selftrained policy")
+    view: Literal["all", "frontal", "lateral"] = Field("all", description="keep only frontal or lateral images")
+    projection: str = Field("all", description="all, or AP/PA/LL/RL values to keep, comma-separated")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="0: val = test = valid.csv (the thesis); F > 0: "
+                                "a seeded patient-disjoint fraction of train.csv's patients becomes val")
+    seed: int = Field(0, description="seed of the val split")
+    subset: Optional[float] = Field(None, gt=0.0, le=1.0, description="keep this fraction of train.csv (e.g. 0.1 "
+                                    "for the thesis' 10 %)")
+    subset_seed: int = Field(0, description="seed of the subset")
+    subset_by: Literal["images", "patients"] = Field("images", description="draw the subset by images or by "
+                                                     "patients")
+    skip_bad_images: bool = Field(False, description=SKIP_HELP)
+    image_size: int = Field(320, ge=1, description="input size in pixels for training")
+
+    patterns = {"policy_<LABEL>": "uncertainty policy of one label, e.g. policy_edema=zeros (overrides policy)"}
+
+    _choices = field_validator("view", "subset_by", mode="before")(_lower)
 
 
-def as_fraction(dataset: str, key: str, value, low: float = 0.0, high: float = 1.0, open_low: bool = False,
-                open_high: bool = True) -> float:
-    """A float in [low, high) by default; the bounds' openness is configurable."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    above = number > low if open_low else number >= low
-    below = number < high if open_high else number <= high
-    if not (above and below):
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise DataError(f"{dataset}: option {key}={value!r} must be a number in {interval}")
-    return number
+class ChestXray14Options(Options):
+    """Options of ``chestxray14`` (``--data-option KEY=VALUE``)."""
+
+    labels: str = Field("14", description="14 (all findings), 5 (the thesis' five) or a comma-separated list of "
+                        "findings")
+    view: Literal["all", "pa", "ap"] = Field("all", description="keep only PA or AP images (View Position)")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of train_val_list.txt's patients "
+                                "that becomes val (seeded); test is test_list.txt")
+    seed: int = Field(0, description="seed of the val split")
+    skip_bad_images: bool = Field(False, description=SKIP_HELP)
+    image_size: int = Field(320, ge=1, description="input size in pixels for training")
+
+    _choices = field_validator("view", mode="before")(_lower)
 
 
-def as_choice(dataset: str, key: str, value, choices: tuple[str, ...]) -> str:
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise DataError(f"{dataset}: option {key}={value!r} must be one of {', '.join(choices)}")
-    return text
+class TbOptions(Options):
+    """Options of ``montgomery`` and ``shenzhen`` (``--data-option KEY=VALUE``)."""
+
+    seed: int = Field(0, description="seed of the patient-disjoint, class-proportional split")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="fraction of the patients that becomes val")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the patients that becomes test")
+    skip_bad_images: bool = Field(False, description=SKIP_HELP)
+    image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training")
+
+    _fractions = model_validator(mode="after")(check_fractions)
 
 
 def squash(name: str) -> str:

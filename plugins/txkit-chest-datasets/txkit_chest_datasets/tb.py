@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import TxDataset
-from txkit.datasets.files import as_bool, drop_unreadable, file_split, group_split, require_dir
+from txkit.datasets import TxDataset, drop_unreadable, file_split, group_split, require_dir
 from txkit.errors import DataError
-from txkit_chest_datasets.options import as_fraction, as_int, reject_unknown
+from txkit.options import validate_options
+from txkit_chest_datasets.options import TbOptions
 
 CLASSES = ["normal", "tuberculosis"]
 SETS = {"montgomery": ("MontgomerySet", "MCUCXR", "138 images: 80 normal, 58 TB"),
         "shenzhen": ("ChinaSet_AllFiles", "CHNCXR", "662 images: 326 normal, 336 TB")}
-OPTIONS = ("seed", "val_fraction", "test_fraction", "skip_bad_images", "image_size")
 
 
 def build_montgomery(root=None, **options) -> TxDataset:
@@ -32,18 +31,14 @@ def build_shenzhen(root=None, **options) -> TxDataset:
     return build("shenzhen", root, **options)
 
 
-def build(name: str, root=None, seed=0, val_fraction=0.2, test_fraction=0.1, skip_bad_images=False, image_size=None,
-          **unknown) -> TxDataset:
-    reject_unknown(name, unknown, OPTIONS)
-    val = as_fraction(name, "val_fraction", val_fraction, open_low=True)
-    test = as_fraction(name, "test_fraction", test_fraction)
-    seed = as_int(name, "seed", seed)
-    if val + test >= 1:
-        raise DataError(f"{name}: val_fraction + test_fraction must be below 1, got {val + test:g}")
+def build(name: str, root=None, **options) -> TxDataset:
+    """Montgomery or Shenzhen under ``root``; options: :class:`TbOptions`."""
+    o = validate_options(f"dataset {name!r}", TbOptions, options, DataError)
+    val, test, seed, image_size = o["val_fraction"], o["test_fraction"], o["seed"], o["image_size"]
     folder = image_folder(name, root)
     paths, labels = scan(name, folder)
     skipped = 0
-    if as_bool(skip_bad_images):
+    if o["skip_bad_images"]:
         paths, (labels,), skipped = drop_unreadable(paths, labels)
     labels, patients = np.asarray(labels, dtype=np.int64), [p.stem[:-2] for p in paths]
     parts = group_split(len(paths), patients, labels, seed, val=val, test=test)
@@ -52,7 +47,7 @@ def build(name: str, root=None, seed=0, val_fraction=0.2, test_fraction=0.1, ski
     info = {"root": str(folder), "skipped_images": skipped, "official_counts": SETS[name][2],
             "split": f"{1 - val - test:g}/{val:g}/{test:g} train/val/test, class-proportional, seed {seed}"}
     if image_size:
-        info["image_size"] = as_int(name, "image_size", image_size)
+        info["image_size"] = image_size
     return TxDataset(name, list(CLASSES), splits, description=f"{SETS[name][0]} tuberculosis chest X-rays",
                      info=info)
 

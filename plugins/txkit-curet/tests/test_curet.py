@@ -87,9 +87,11 @@ def test_bad_inputs(tmp_path):
     write_texture(tmp_path / "sample03" / "04-001.png", "png", (30, 30), 0)
     with pytest.raises(DataError, match=r"04-001\.png: file of sample 04 inside sample03/"):
         create("dataset", "curet", root=str(tmp_path))
-    with pytest.raises(DataError, match="unknown option.*resize; valid: crop, size"):
+    with pytest.raises(DataError, match="unknown option 'resize'; did you mean 'size'"):
         create("dataset", "curet", root=str(tmp_path), resize="1")
-    with pytest.raises(DataError, match="crop='-1' must be an integer >= 0"):
+    with pytest.raises(DataError, match="unknown option.*colour; valid: crop, size"):
+        create("dataset", "curet", root=str(tmp_path), colour="1")
+    with pytest.raises(DataError, match="option crop=-1: must be >= 0"):
         create("dataset", "curet", root=str(tmp_path), crop="-1")
 
 

@@ -9,4 +9,5 @@ from txkit import hookimpl
 @hookimpl
 def register_datasets(register):
     register("curet", "txkit_curet.curet:build",
-             "CUReT textures, 61 classes (sample01-sample61), .bmp or curetgrey .png; centre crop, resize to 224")
+             "CUReT textures, 61 classes (sample01-sample61), .bmp or curetgrey .png; centre crop, resize to 224",
+             options="txkit_curet.curet:CuretOptions")

@@ -19,28 +19,39 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset
-from txkit.datasets.files import as_bool, drop_unreadable, group_split, load_image, require_dir
+from txkit.datasets import Split, TxDataset, drop_unreadable, group_split, load_image, require_dir
 from txkit.errors import DataError
+from txkit.options import Field, Options, validate_options
 
 NAME = "curet"
 CLASSES = [f"sample{k:02d}" for k in range(1, 62)]
 LAYOUT = "sample01/01-001.bmp ... sample61/61-205.bmp (original CUReT) or curetgrey/sample01/01-001.png ..."
 SAMPLE_FOLDER = re.compile(r"^sample(\d{2})$")
 IMAGE_FILE = re.compile(r"^(\d{2})-(\d{3})\.(bmp|png)$", re.IGNORECASE)
-OPTIONS = ("crop", "size", "seed", "val_fraction", "test_fraction", "skip_bad_images")
 
 
-def build(root=None, crop=200, size=224, seed=0, val_fraction=0.15, test_fraction=0.15, skip_bad_images=False,
-          **unknown) -> TxDataset:
-    if unknown:
-        raise DataError(f"{NAME}: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONS)}")
-    crop, size, seed = _int("crop", crop, 0), _int("size", size, 8), _int("seed", seed, None)
-    val, test = _fraction("val_fraction", val_fraction), _fraction("test_fraction", test_fraction)
+class CuretOptions(Options):
+    """Options of ``curet`` (``--data-option KEY=VALUE``)."""
+
+    crop: int = Field(200, ge=0, description="side of the centre square taken from each image, in pixels "
+                      "(images no larger are left whole)")
+    size: int = Field(224, ge=8, description="side the crop is resized to (bicubic), in pixels")
+    seed: int = Field(0, description="seed of the class-proportional split over images")
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of each class's images that becomes val")
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of each class's images that becomes "
+                                 "test")
+    skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
+                                  "--skip-bad-images sets it")
+
+
+def build(root=None, **options) -> TxDataset:
+    """CUReT under ``root``; options: :class:`CuretOptions`."""
+    o = validate_options(f"dataset {NAME!r}", CuretOptions, options, DataError)
+    crop, size, seed, val, test = o["crop"], o["size"], o["seed"], o["val_fraction"], o["test_fraction"]
     folder = find_folder(root)
     paths, labels = scan(folder)
     skipped = 0
-    if as_bool(skip_bad_images):
+    if o["skip_bad_images"]:
         paths, (labels,), skipped = drop_unreadable(paths, labels)
     labels = np.asarray(labels, dtype=np.int64)
     parts = group_split(len(paths), None, labels, seed, val=val, test=test)
@@ -50,27 +61,6 @@ def build(root=None, crop=200, size=224, seed=0, val_fraction=0.15, test_fractio
     info = {"root": str(folder), "samples_found": len(found), "crop": crop, "image_size": size,
             "skipped_images": skipped, "formats": sorted({p.suffix.lower() for p in paths})}
     return TxDataset(NAME, list(CLASSES), splits, description=f"CUReT textures under {folder}", info=info)
-
-
-def _int(key: str, value, low: int | None) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or (low is not None and number < low):
-        bound = "an integer" if low is None else f"an integer >= {low}"
-        raise DataError(f"{NAME}: option {key}={value!r} must be {bound}")
-    return number
-
-
-def _fraction(key: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0 <= number < 1:
-        raise DataError(f"{NAME}: option {key}={value!r} must be a number in [0, 1)")
-    return number
 
 
 def find_folder(root) -> Path:

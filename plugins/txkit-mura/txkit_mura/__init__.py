@@ -9,4 +9,5 @@ from txkit import hookimpl
 @hookimpl
 def register_datasets(register):
     register("mura", "txkit_mura.mura:build",
-             "MURA v1.1 musculoskeletal radiographs; normal vs abnormal per study, 7 study types, study ids")
+             "MURA v1.1 musculoskeletal radiographs; normal vs abnormal per study, 7 study types, study ids",
+             options="txkit_mura.mura:MuraOptions")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets.base import Split, TxDataset
-from txkit.datasets.files import as_bool, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
 from txkit.errors import DataError
+from txkit.options import Field, Options, validate_options
 
 NAME = "mura"
 CLASSES = ["normal", "abnormal"]
@@ -25,7 +25,6 @@ STUDY_TYPES = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "
 LAYOUT = ("MURA-v1.1/ holding train_image_paths.csv, train_labeled_studies.csv, valid_image_paths.csv, "
           "valid_labeled_studies.csv and train/XR_SHOULDER/patient00001/study1_positive/image1.png ...")
 FOLDER_NAME = "MURA-v1.1"
-OPTIONS = ("study_types", "val_fraction", "seed", "skip_bad_images", "image_size")
 
 
 @dataclass
@@ -43,18 +42,30 @@ class Part:
                     self.labels[rows])
 
 
-def build(root=None, study_types="all", val_fraction=0.1, seed=0, skip_bad_images=False, image_size=320,
-          **unknown) -> TxDataset:
-    if unknown:
-        raise DataError(f"{NAME}: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONS)}")
-    types = parse_study_types(study_types)
-    val_fraction, seed, size = _fraction(val_fraction), _int("seed", seed), _int("image_size", image_size)
+class MuraOptions(Options):
+    """Options of ``mura`` (``--data-option KEY=VALUE``)."""
+
+    study_types: str = Field("all", description="all, or study types to keep, comma-separated (XR_SHOULDER, "
+                             "shoulder and Shoulder are the same)")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of train/'s patients that becomes val "
+                                "(seeded, class-proportional); test is valid/")
+    seed: int = Field(0, description="seed of the val split")
+    skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
+                                  "--skip-bad-images sets it")
+    image_size: int = Field(320, ge=1, description="input size in pixels for training")
+
+
+def build(root=None, **options) -> TxDataset:
+    """MURA v1.1 under ``root``; options: :class:`MuraOptions`."""
+    o = validate_options(f"dataset {NAME!r}", MuraOptions, options, DataError)
+    types = parse_study_types(o["study_types"])
+    val_fraction, seed, size = o["val_fraction"], o["seed"], o["image_size"]
     folder = find_folder(root)
     train, test = (select(read_part(folder, name), types) for name in ("train", "valid"))
     parts = group_split(len(train.paths), train.patients, train.labels, seed, val=val_fraction, test=0.0)
     chosen = {"train": train.take(parts["train"]), "val": train.take(parts["val"]), "test": test}
     skipped = 0
-    if as_bool(skip_bad_images):
+    if o["skip_bad_images"]:
         chosen, skipped = _drop_unreadable(folder, chosen)
     else:
         check_first_image(folder, train)
@@ -78,23 +89,6 @@ def parse_study_types(value) -> tuple[str, ...]:
                             f"{', '.join(STUDY_TYPES)}")
         chosen.append(name)
     return tuple(chosen)
-
-
-def _fraction(value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0 < number < 1:
-        raise DataError(f"{NAME}: option val_fraction={value!r} must be a number in (0, 1)")
-    return number
-
-
-def _int(key: str, value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{NAME}: option {key}={value!r} must be an integer") from None
 
 
 def find_folder(root) -> Path:
