@@ -149,7 +149,7 @@ def test_editing_the_target_changes_cell_keys_not_stage_keys(tmp_path):
     ("[grid]\nstrategies = ['ful']\n", "strategy: no strategy named 'ful'; did you mean 'full'?"),
     ("[grid]\nstrategies = ['full']\n[stages.x]\nepoch = 3\n", "[stages.x]: unknown field 'epoch' (did you mean "
                                                                  "'epochs'?)"),
-    ("[grid]\nstrategies = ['full']\n[stages.x]\nepochs = '3'\n", "[stages.x]: epochs must be an integer, got '3'"),
+    ("[grid]\nstrategies = ['full']\n[stages.x]\nepochs = '3'\n", "[stages.x]: epochs must be a valid integer (got '3')"),
     ("[grid]\nstrategies = [{ strategy = 'full', weights = 'stage:nope' }]\n",
      "weights = \"stage:nope\" names no stage"),
     ("[grid]\nstrategies = ['full']\n[stages.a]\nweights = 'stage:b'\n[stages.b]\nweights = 'stage:a'\n",
