@@ -110,7 +110,7 @@ def test_colorizer_mode1_gradients_reach_colorizer_and_head_only():
 
 
 def test_colorizer_strategy_without_colorizer_says_what_to_pass():
-    with pytest.raises(Exception, match="pass --colorizer NAME"):
+    with pytest.raises(Exception, match="pass `colorizer` NAME"):
         network("colorizer")
 
 

@@ -107,7 +107,7 @@ def test_build_rejects_unknown_options_and_lists_valid_ones():
 
 
 def test_build_rejects_a_data_root():
-    with pytest.raises(DataError, match="takes no --data-root"):
+    with pytest.raises(DataError, match="takes no `data_root`"):
         build(root="/data")
 
 

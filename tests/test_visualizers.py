@@ -13,12 +13,15 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from faults import assert_one_line_error
+from helpers import run_txkit
 from txkit.backbones.base import Backbone
 from txkit.cli.main import TxkitGroup
 from txkit.cli.visualize import visualize_command
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.plugins import create, registry
+from txkit.visualizers import ReportVisualizer, Visualizer
 from txkit.visualizers.base import default_layer, normalise, resolve_layer, target_scores
 from txkit.visualizers.overlay import jet_overlay, reconstruction_uint8, tile
 
@@ -99,13 +102,14 @@ def test_every_visualizer_leaves_the_network_as_it_found_it(name, tmp_path):
     net, x, reference = prepared_net()
     before = snapshot(net)
     visualizer = registry("visualizer").create(name)
-    if hasattr(visualizer, "write"):
+    assert isinstance(visualizer, Visualizer)  # the contract is the base class, not attribute probing
+    if isinstance(visualizer, ReportVisualizer):
         visualizer = registry("visualizer").create(name, thetas=2)
         visualizer.write([("tiny", net)], tmp_path, image_size=16)
     else:
         maps = visualizer(net, x)
         assert maps.ndim == 3 and maps.min() >= 0 and maps.max() <= 1
-        if getattr(visualizer, "aligned", True):
+        if visualizer.aligned:
             assert maps.shape == (2, 16, 16)
     assert_untouched(net, before, x, reference)
 
@@ -249,10 +253,10 @@ def test_visualize_one_run_writes_input_map_and_overlay(run_dirs, odd_image, tmp
     result = invoke(run_dirs[0], "--method", "saliency", "--image", odd_image, "--target", "abnormal",
                     "--out", tmp_path)
     assert result.exit_code == 0, result.output
+    # issue 12.9: at the image's resolution (37 x 50 enlarged to a 224-pixel short side), under a title band
     for suffix in ("input", "saliency", "saliency_overlay"):
         picture = np.asarray(Image.open(tmp_path / f"odd size_{suffix}.png"))
-        assert picture.shape[:2] == (32, 32)
-    assert np.asarray(Image.open(tmp_path / "odd size_saliency_overlay.png")).shape == (32, 32, 3)
+        assert picture.shape[1] == 303 and picture.shape[0] > 224 and picture.shape[2] == 3
 
 
 def test_several_runs_make_one_comparison_grid_with_a_column_per_run(run_dirs, odd_image, tmp_path):
@@ -298,3 +302,83 @@ def test_cli_module_does_not_import_torch():
     code = "import sys, txkit.cli.visualize; print(json.dumps('torch' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
+
+
+# --- issue 12: the typed contract, the library pipeline, readable outputs ---------------------------------
+class Brightness(Visualizer):
+    """Only what the contract requires: a name and __call__ (no extra_images, heat, layer_for...)."""
+
+    name = "brightness"
+
+    def __call__(self, net, images, layer=None, target=None, channel=None):
+        return normalise(images[:, 0])
+
+
+def test_a_subclass_with_only_the_required_method_goes_through_the_library_pipeline(odd_image, tmp_path, capsys):
+    from txkit.visualizers import Subject, visualize
+
+    subject = Subject("tiny", tiny_net(), 16, ["a", "b", "c"])
+    result = visualize(subject, Brightness(), [odd_image], out=tmp_path)
+    assert capsys.readouterr() == ("", "")  # returns, prints nothing
+    assert result.files == [tmp_path / f"odd size_{s}.png" for s in ("input", "brightness", "brightness_overlay")]
+    assert all(p.exists() for p in result.files)
+    outcome = result.subjects[0]
+    assert outcome.layer == "backbone.conv3" and outcome.layer_shape == (8, 8, 8) and result.warnings == []
+    assert outcome.maps.shape == (1, 16, 16) and outcome.classes[0] in ("a", "b", "c") and 0 < outcome.scores[0] < 1
+    assert outcome.pictures[0]["overlay"].shape == (224, 303, 3)
+    arrays_only = visualize(subject, Brightness(), [odd_image], out=None, target="b")
+    assert arrays_only.files == [] and arrays_only.subjects[0].classes == ["b"]
+    with pytest.raises(TypeError):
+        type("NoCall", (Visualizer,), {"name": "x"})()  # __call__ is the one abstract method
+
+
+def test_library_pipeline_refuses_an_object_that_is_not_a_visualizer(monkeypatch, odd_image):
+    import txkit.plugins
+    from txkit.visualizers import visualize
+
+    monkeypatch.setattr(txkit.plugins, "create", lambda kind, name, **_: object())
+    with pytest.raises(TxkitError, match="not a txkit.visualizers.Visualizer subclass"):
+        visualize(tiny_net(), "saliency", [odd_image], out=None)
+
+
+def test_png_is_at_least_the_input_resolution_with_a_title_band(run_dirs, tmp_path):
+    from txkit.visualizers import visualize
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (260, 300), dtype=np.uint8)).save(big)
+    result = visualize(run_dirs[0], "saliency", [big], target="abnormal", out=tmp_path / "out")
+    assert result.subjects[0].classes == ["abnormal"] and result.subjects[0].layer is None
+    for path in result.files:
+        picture = np.asarray(Image.open(path).convert("L"))
+        height, width = picture.shape
+        assert width == 300 and height > 260  # the image's own 300 x 260 pixels under the title
+        band = picture[: height - 260]
+        assert band.max() == 255 and band.min() < 100  # white band with dark title text
+
+
+def test_a_coarse_layer_gives_a_warning_and_a_fine_one_none(run_dirs, odd_image, tmp_path):
+    from txkit.visualizers import visualize
+
+    coarse = visualize(run_dirs[0], "activations", [odd_image], out=None)  # layer3 of resnet18 at 32 px: 2 x 2
+    assert coarse.subjects[0].layer == "backbone.layer3"
+    assert len(coarse.warnings) == 1 and "backbone.layer3 is only 2x2" in coarse.warnings[0]
+    fine = visualize(run_dirs[0], "activations", [odd_image], layer="layer1", out=None)  # 8 x 8
+    assert fine.warnings == [] and fine.subjects[0].layer_shape == (64, 8, 8)
+    result = invoke(run_dirs[0], "--method", "activations", "--image", odd_image, "--out", tmp_path)
+    assert result.exit_code == 0 and "warning: layer backbone.layer3 is only 2x2" in result.output
+
+
+def test_filters_with_an_image_is_a_one_line_error_naming_the_option(run_dirs, odd_image):
+    result = run_txkit("visualize", str(run_dirs[0]), "--method", "filters", "--image", str(odd_image))
+    assert_one_line_error(result, "--image", "filters")
+
+
+def test_the_facade_is_import_light():
+    code = ("import sys, json, txkit.visualizers as v; assert v.Visualizer and v.ReportVisualizer; "
+            "print(json.dumps(['torch' in sys.modules, 'numpy' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, False]
+    import txkit.visualizers as facade
+    from txkit.visualizers import base, overlay
+    assert facade.default_layer is base.default_layer and facade.reconstruction_heat is overlay.reconstruction_heat
+    assert all(getattr(facade, name) is not None for name in facade.__all__)

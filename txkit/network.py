@@ -40,7 +40,7 @@ class TxNet(nn.Module):
         self.colorizer = colorizer
         if colorizer is None:
             if gray not in GRAY_MODES:
-                raise TxkitError(f"--gray must be one of {', '.join(GRAY_MODES)}, got {gray!r}")
+                raise TxkitError(f"`gray` must be one of {', '.join(GRAY_MODES)}, got {gray!r}")
             if gray == "sum" and spec.channels == 3:
                 sum_first_conv(backbone)
                 self.pre = Normalize((sum(spec.mean) / 3,), (sum(spec.std) / 3,))
@@ -66,7 +66,7 @@ class TxNet(nn.Module):
     def colorized(self, x: torch.Tensor) -> torch.Tensor:
         """What the colorizer hands the backbone, mapped back to displayable RGB in [0, 1]."""
         if self.colorizer is None:
-            raise TxkitError("this network has no colorizer (train with --colorizer NAME)")
+            raise TxkitError("this network has no colorizer (train with `colorizer` NAME)")
         out = self.colorizer(self.pre(x))
         if getattr(self.colorizer, "output_kind", "learned") != "unit":
             mean = torch.tensor(self.input_spec.mean, device=x.device).view(1, -1, 1, 1)

@@ -48,7 +48,7 @@ STAGES = [("conv1", ["features.0"]), ("conv2", ["features.4"]), ("conv3", ["feat
 
 def cxrnet(num_classes: int, pretrained: bool = False, **_) -> Backbone:
     if pretrained:
-        raise WeightsError("cxrnet has no ImageNet weights (it is trained from scratch); use --weights none, "
+        raise WeightsError("cxrnet has no ImageNet weights (it is trained from scratch); use `weights` none, "
                            "a weights file or an earlier run directory")
     return Backbone(CXRNet(num_classes), STAGES, head="classifier.6", first_conv="features.0",
                     input=InputSpec(size=227))

@@ -31,8 +31,8 @@ def torchvision_imagenet_state(name: str) -> dict:
     if not target.exists():
         if not reachable(_host(url)):
             raise WeightsError(f"cannot download ImageNet weights for {name}: {_host(url)} is not reachable "
-                               f"(offline?); download {url} and put it at {target}, or pass --weights PATH "
-                               f"or --weights none")
+                               f"(offline?); download {url} and put it at {target}, or pass `weights` PATH "
+                               f"or `weights` none")
         download(url, target, what=f"ImageNet weights for {name}")
     return torch.load(target, map_location="cpu", weights_only=True)
 
@@ -46,7 +46,7 @@ def download(url: str, target: Path, what: str) -> None:
             torch.hub.download_url_to_file(url, str(target), progress=True)
     except Exception as exc:
         raise WeightsError(f"cannot download {what} ({type(exc).__name__}); offline? download {url} and put it "
-                           f"at {target}, or pass --weights PATH or --weights none") from None
+                           f"at {target}, or pass `weights` PATH or `weights` none") from None
 
 
 def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -71,15 +71,15 @@ def timm_pretrained(model_name: str, **kwargs):
     host = "huggingface.co" if repo else _host(getattr(cfg, "url", "") or "")
     if not host or not reachable(host):
         raise WeightsError(f"cannot get ImageNet weights for timm model {model_name!r}: {host or source} is not "
-                           f"reachable; download model.safetensors from {source} and pass --weights PATH, "
-                           f"or use --weights none")
+                           f"reachable; download model.safetensors from {source} and pass `weights` PATH, "
+                           f"or use `weights` none")
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             return timm.create_model(model_name, pretrained=True, **kwargs)
     except Exception as exc:
         raise WeightsError(f"cannot download ImageNet weights for timm model {model_name!r} from {source} "
-                           f"({type(exc).__name__}); download the weights file yourself and pass --weights PATH "
-                           f"(.safetensors or .pth), or --weights none") from None
+                           f"({type(exc).__name__}); download the weights file yourself and pass `weights` PATH "
+                           f"(.safetensors or .pth), or `weights` none") from None
 
 
 def _cached_hub_file(repo: str) -> str | None:

@@ -1,5 +1,5 @@
 """Factories for the built-in colorizers and their options (options may arrive as strings from
---colorizer-option). torch is imported only when a colorizer is built, so the options can be listed cheaply."""
+`colorizer_options`). torch is imported only when a colorizer is built, so the options can be listed cheaply."""
 
 from __future__ import annotations
 

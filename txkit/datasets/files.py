@@ -12,8 +12,8 @@ from txkit.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".dcm"}
 # Advice for datasets read from files: every one of them takes skip_bad_images (--skip-bad-images).
-MISSING_ADVICE = "check --data-root or pass --skip-bad-images to skip it"
-UNREADABLE_ADVICE = "replace the file or pass --skip-bad-images to skip it"
+MISSING_ADVICE = "check `data_root` or pass `skip_bad_images` to skip it"
+UNREADABLE_ADVICE = "replace the file or pass `skip_bad_images` to skip it"
 
 
 def load_image(path: str | Path, missing: str = MISSING_ADVICE) -> np.ndarray:
@@ -36,10 +36,10 @@ def list_images(folder: Path) -> list[Path]:
 
 def require_dir(root: str | None, layout: str) -> Path:
     if not root:
-        raise DataError(f"this dataset needs --data-root; expected layout: {layout}")
+        raise DataError(f"this dataset needs `data_root`; expected layout: {layout}")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise DataError(f"{path}: folder not found; --data-root must point to: {layout}")
+        raise DataError(f"{path}: folder not found; `data_root` must point to: {layout}")
     return path
 
 
@@ -52,7 +52,7 @@ def readable(path: Path) -> bool:
 
 
 def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], list, int]:
-    """Open every image once and keep only the readable ones (for --skip-bad-images)."""
+    """Open every image once and keep only the readable ones (for `skip_bad_images`)."""
     keep = [i for i, p in enumerate(paths) if readable(p)]
     kept_columns = [[column[i] for i in keep] for column in columns]
     return [paths[i] for i in keep], kept_columns, len(paths) - len(keep)

@@ -58,10 +58,10 @@ def build(root=None, **options) -> TxDataset:
 
 def _npz_path(root) -> Path:
     if not root:
-        raise DataError("medmnist needs --data-root pointing to a MedMNIST .npz file, e.g. pneumoniamnist.npz")
+        raise DataError("medmnist needs `data_root` pointing to a MedMNIST .npz file, e.g. pneumoniamnist.npz")
     path = Path(root).expanduser()
     if not path.is_file():
-        raise DataError(f"{path}: file not found; --data-root must be a MedMNIST .npz file (e.g. pneumoniamnist.npz)")
+        raise DataError(f"{path}: file not found; `data_root` must be a MedMNIST .npz file (e.g. pneumoniamnist.npz)")
     return path
 
 

@@ -385,7 +385,7 @@ def _split(name: str, images: np.ndarray, labels: np.ndarray) -> Split:
 def build(root=None, **options) -> TxDataset:
     """The synthetic-dld dataset, generated in memory; options: :class:`SyntheticDldOptions`."""
     if root is not None:
-        raise DataError("synthetic-dld is generated in memory and takes no --data-root")
+        raise DataError("synthetic-dld is generated in memory and takes no `data_root`")
     options = validate_options(f"dataset {NAME!r}", SyntheticDldOptions, options, DataError)
     seed, size, per_class = options["seed"], options["size"], options["per_class"]
     if per_class is not None and not isinstance(per_class, dict):

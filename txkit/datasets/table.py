@@ -23,7 +23,7 @@ from txkit.datasets.files import drop_unreadable, file_split, group_split
 from txkit.errors import DataError
 from txkit.options import Field, Options, check_fractions, validate_options
 
-MISSING = "check the path column or image_root, or pass --skip-bad-images to skip it"
+MISSING = "check the path column or image_root, or pass `skip_bad_images` to skip it"
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
 
@@ -50,7 +50,7 @@ class CsvOptions(Options):
     test_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the groups (per class) that "
                                  "becomes test when the CSV has no split column")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "--skip-bad-images sets it")
+                                  "`skip_bad_images` sets it")
     image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
                                       "(recorded in the dataset info)")
 
@@ -97,10 +97,10 @@ def build(root=None, **options) -> TxDataset:
 
 def _csv_path(root) -> Path:
     if not root:
-        raise DataError("csv needs --data-root pointing to the CSV file (columns path,label[,split][,group])")
+        raise DataError("csv needs `data_root` pointing to the CSV file (columns path,label[,split][,group])")
     path = Path(root).expanduser()
     if not path.is_file():
-        raise DataError(f"{path}: CSV file not found; --data-root must be the CSV file with columns "
+        raise DataError(f"{path}: CSV file not found; `data_root` must be the CSV file with columns "
                         f"path,label[,split][,group]")
     return path
 
@@ -126,7 +126,7 @@ def _require_columns(table: Path, header: list[str], needed: list[str]) -> None:
     missing = [c for c in needed if c not in header]
     if missing:
         raise DataError(f"{table}: no column {missing[0]!r} in the header ({','.join(header)}); rename it or pass "
-                        f"--data-option path_column=NAME / label_column=NAME")
+                        f"`data_options` path_column=NAME / label_column=NAME")
 
 
 def _labels(table: Path, rows: list[dict], column: str, classes: str | None):
@@ -161,14 +161,14 @@ def _check_integer_labels(table: Path, values: list[int]) -> None:
         top = max(values)
         raise DataError(f"{table}: row {row + 2} has label {values[row]}, but no row has label {absent[0]}; integer "
                         f"labels define classes 0..max only when every class occurs: fix the row or list the "
-                        f"classes with --data-option classes=0,1,...,{top}")
+                        f"classes with `data_options` classes=0,1,...,{top}")
 
 
 def _index(table: Path, names: list[str], value: str, row: int) -> int:
     if value in names:
         return names.index(value)
     raise DataError(f"{table}: row {row + 2} has label {value!r}, which is out of range for classes "
-                    f"{','.join(names)}; fix the row or the --data-option classes list")
+                    f"{','.join(names)}; fix the row or the `data_options` classes list")
 
 
 def _binary_columns(table: Path, rows: list[dict], names: list[str]) -> np.ndarray:

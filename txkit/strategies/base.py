@@ -2,7 +2,7 @@
 
 A strategy is one or more phases. Each phase names the stages that train (a rule resolved against the
 network's stage list), whether the head is re-initialised first, its share of the epochs, and default
-optimiser settings (overridden by the user's --lr/--optimizer/--schedule).
+optimiser settings (overridden by the user's `lr`/`optimizer`/`schedule`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Strategy:
         elif phase.trains == "colorizer+head":
             if not has_colorizer:
                 raise TxkitError(f"strategy {self.name!r} trains a colorizer, but this network has no colorizer "
-                                 f"with trainable parameters; pass --colorizer with a learned colorizer "
+                                 f"with trainable parameters; pass `colorizer` with a learned colorizer "
                                  f"({', '.join(LEARNED_COLORIZERS)}) or use strategy full")
             chosen = {"colorizer", head}
         elif phase.trains.startswith("from:"):
@@ -69,7 +69,7 @@ class Strategy:
             return
         learned = ", ".join(LEARNED_COLORIZERS)
         if colorizer is None:
-            raise TxkitError(f"strategy {self.name!r} trains a colorizer: pass --colorizer NAME, a learned "
+            raise TxkitError(f"strategy {self.name!r} trains a colorizer: pass `colorizer` NAME, a learned "
                              f"one ({learned}; `txkit list colorizers`), or use strategy full")
         if not has_parameters:
             raise TxkitError(f"colorizer {colorizer!r} has no trainable parameters, so strategy {self.name!r} has "

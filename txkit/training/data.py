@@ -46,7 +46,7 @@ def resize_gray(image: np.ndarray, size: int) -> np.ndarray:
 def fraction_indices(split: Split, fraction: float, seed: int, task: str) -> np.ndarray:
     """A class-proportional, seeded subset of a split (at least one image per present class)."""
     if not 0 < fraction <= 1:
-        raise TxkitError(f"--fraction must be in (0, 1], got {fraction}")
+        raise TxkitError(f"`fraction` must be in (0, 1], got {fraction}")
     if fraction == 1:
         return np.arange(len(split))
     strata = split.labels if task == "multiclass" else label_strata(split.labels)

@@ -67,7 +67,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TxkitError("--device cuda: no CUDA device is available; use --device cpu or auto")
+        raise TxkitError("`device` cuda: no CUDA device is available; use `device` cpu or auto")
     return torch.device(name)
 
 
@@ -84,7 +84,7 @@ def load_dataset(cfg: TrainConfig) -> TxDataset:
 def epoch_plan(strategy: Strategy, epochs: int) -> list[int]:
     """The phase index of every epoch."""
     if epochs < len(strategy.phases):
-        raise TxkitError(f"strategy {strategy.name!r} has {len(strategy.phases)} phases: use --epochs "
+        raise TxkitError(f"strategy {strategy.name!r} has {len(strategy.phases)} phases: use `epochs` "
                          f"{len(strategy.phases)} or more")
     counts = [max(1, round(p.epochs_share * epochs)) for p in strategy.phases]
     counts[-1] = epochs - sum(counts[:-1])
@@ -421,7 +421,7 @@ def committed_tensors(run_dir: Path, saved: dict) -> Path:
 def image_size(cfg: TrainConfig, dataset: TxDataset, net: TxNet) -> int:
     size = cfg.image_size or dataset.info.get("image_size") or 224
     if net.colorizer is not None and size % 8:
-        raise TxkitError(f"image size {size} is not divisible by 8, which colorizers need; pass --image-size")
+        raise TxkitError(f"image size {size} is not divisible by 8, which colorizers need; pass `image_size`")
     return int(size)
 
 

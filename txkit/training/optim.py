@@ -19,9 +19,9 @@ def phase_settings(cfg: TrainConfig, phase: Phase) -> tuple[float, str, str]:
     optimizer = cfg.optimizer or phase.optimizer
     schedule = cfg.schedule or phase.schedule
     if optimizer not in OPTIMIZERS:
-        raise TxkitError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        raise TxkitError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if schedule not in SCHEDULES:
-        raise TxkitError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        raise TxkitError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     return lr, optimizer, schedule
 
 

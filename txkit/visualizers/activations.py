@@ -13,6 +13,7 @@ import torch
 from txkit.errors import TxkitError
 from txkit.visualizers.base import (channel_strength, default_layer, forward_to, normalise, preserved,
                                     resolve_layer, upsample)
+from txkit.visualizers.contract import Visualizer
 from txkit.visualizers.overlay import tile
 
 DEFAULT_TOP_K = 16
@@ -51,8 +52,9 @@ def channel_maps(net, images: torch.Tensor, layer: str | None = None, channels=N
     return normalise(chosen.reshape(n * count, *chosen.shape[2:])).reshape(chosen.shape), indices.numpy()
 
 
-class Activations:
+class Activations(Visualizer):
     name = "activations"
+    uses_target = False
 
     def __init__(self, top_k: int = DEFAULT_TOP_K):
         self.top_k = int(top_k)

@@ -1,29 +1,7 @@
-"""The visualizer contract.
+"""Helpers for writing visualizers: layers, targets, channels, and leaving the network as it was.
 
-A visualizer factory returns an object with a ``name`` and ``__call__(net, images, layer=None, target=None,
-channel=None) -> np.ndarray`` giving one map per image, shape (N, H, W), float in [0, 1], aligned with the
-input. ``net`` takes (N, 1, H, W) grayscale in [0, 1] (a TxNet or any module with that contract). A
-visualizer must leave the network as it found it (hooks removed, modules restored), even on error.
-
-Arguments every visualizer understands:
-
-- ``layer``: a module path from ``net.named_modules()`` (``backbone.layer4``), the same path without the
-  ``backbone.`` prefix, or a stage name of ``net.stages()`` (its last module). None picks
-  :func:`default_layer`.
-- ``target``: a class index, a sequence of class indices (a multi-label target: the sum of those logits)
-  or None (each image's top class).
-- ``channel``: a channel index of the layer, ``"top"`` (each image's most active channel) or None
-  (the whole layer, or the visualizer's own default).
-
-Optional attributes a visualizer may add (``txkit visualize`` uses them when present):
-
-- ``aligned = False``: the maps are not aligned with the input (``filters`` returns one kernel grid as
-  (1, H, W) whatever the images); no overlay is drawn.
-- ``heat(maps) -> maps``: how a map becomes the [0, 1] heat of the jet overlay (default: the map itself).
-- ``extra_images(net, images, layer=None, target=None, channel=None) -> {suffix: array}``: more pictures
-  per image, (N, H, W) gray or (N, H, W, 3) colour, written as ``<image>_<method>_<suffix>.png``.
-- ``write(nets, out_dir, layer=None, image_size=None) -> list[Path]``: a report visualizer that makes its
-  own files from one or more ``(label, net)`` pairs instead of per-image maps (``frequency-response``).
+The contract itself (the :class:`~txkit.visualizers.Visualizer` base class and its optional methods) is in
+:mod:`txkit.visualizers.contract`; plugins import both from the façade :mod:`txkit.visualizers`.
 """
 
 from __future__ import annotations

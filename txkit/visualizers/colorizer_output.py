@@ -13,6 +13,7 @@ import torch
 
 from txkit.errors import TxkitError
 from txkit.visualizers.base import normalise, preserved, upsample
+from txkit.visualizers.contract import Visualizer
 
 LUMINANCE = (0.299, 0.587, 0.114)
 
@@ -22,7 +23,7 @@ def colorizer_output(net, images: torch.Tensor) -> torch.Tensor:
     colorizer = getattr(net, "colorizer", None)
     if colorizer is None:
         raise TxkitError("colorizer-output: this network has no colorizer (gray goes to the backbone by "
-                         "repeat/sum); use a run trained with --colorizer")
+                         "repeat/sum); use a run trained with `colorizer`")
     with preserved(net), torch.no_grad():
         out = net.colorized(images)
     return upsample(out.float(), tuple(images.shape[-2:]))
@@ -33,8 +34,13 @@ def rgb_pictures(out: torch.Tensor) -> np.ndarray:
     return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
-class ColorizerOutput:
+class ColorizerOutput(Visualizer):
     name = "colorizer-output"
+    uses_target = False
+    maps_from_layer = False
+
+    def layer_for(self, net, images, layer=None, target=None) -> str | None:
+        return "colorizer" if getattr(net, "colorizer", None) is not None else None
 
     def __call__(self, net, images: torch.Tensor, layer=None, target=None, channel=None) -> np.ndarray:
         out = colorizer_output(net, images)

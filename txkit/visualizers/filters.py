@@ -16,6 +16,7 @@ from torch import nn
 
 from txkit.errors import TxkitError
 from txkit.visualizers.base import normalise, resolve_layer
+from txkit.visualizers.contract import Visualizer
 from txkit.visualizers.overlay import tile
 
 
@@ -58,13 +59,19 @@ def rgb_kernel_grid(conv: nn.Conv2d) -> np.ndarray:
     return tile(scaled)
 
 
-class Filters:
+class Filters(Visualizer):
     name = "filters"
     aligned = False
+    uses_images = False  # the kernels do not depend on the input
+    uses_target = False
+    maps_from_layer = False
 
     def __call__(self, net, images=None, layer=None, target=None, channel=None) -> np.ndarray:
         _, conv = conv_layer(net, layer)
         return kernel_grid(conv, channel)[None]
+
+    def layer_for(self, net, images=None, layer=None, target=None) -> str:
+        return conv_layer(net, layer)[0]
 
     def extra_images(self, net, images=None, layer=None, target=None, channel=None) -> dict[str, np.ndarray]:
         _, conv = conv_layer(net, layer)

@@ -27,6 +27,7 @@ class Subject:
     net: TxNet
     image_size: int
     classes: list[str] = field(default_factory=list)
+    task: str = "multiclass"  # how a logit becomes a probability in titles: softmax, or sigmoid ("multilabel")
 
 
 def subject_from_run(run_dir: str | Path) -> Subject:
@@ -34,7 +35,8 @@ def subject_from_run(run_dir: str | Path) -> Subject:
 
     net, meta = load_run(run_dir)
     resolved = meta["resolved"]
-    return Subject(Path(run_dir).name, net, int(resolved["image_size"]), list(resolved.get("classes", [])))
+    return Subject(Path(run_dir).name, net, int(resolved["image_size"]), list(resolved.get("classes", [])),
+                   str(resolved.get("task", "multiclass")))
 
 
 def network_from_weights(backbone: str, weights: str = "imagenet", num_classes: int | None = None) -> TxNet:

@@ -3,6 +3,7 @@ kernel and channel grids, PNG files and the comparison grid (matplotlib's object
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -130,3 +131,79 @@ def comparison_grid(path: str | Path, columns: Sequence[str], rows: Sequence[tup
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
+
+
+# --- readable per-image outputs ------------------------------------------------------------------------
+TITLE_FONT_PT = 8
+TITLE_LINE_PX = 13
+TITLE_PAD_PX = 4
+WARNING_COLOUR = "#b00000"
+
+
+def resize(image: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """A gray (H, W) or colour (H, W, 3) image resized to ``size`` = (height, width): bilinear (``smooth``,
+    for photographs and heat maps) or nearest (for grids, so each cell stays a block). Float in, float out;
+    uint8 in, uint8 out."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.shape[:2] == tuple(size):
+        return image
+    method = Image.BILINEAR if smooth else Image.NEAREST
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize((size[1], size[0]), method))
+    channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
+    out = [np.asarray(Image.fromarray(np.asarray(c, dtype=np.float32), mode="F").resize((size[1], size[0]), method))
+           for c in channels]
+    return np.clip(out[0] if image.ndim == 2 else np.stack(out, axis=-1), 0.0, 1.0).astype(np.float64)
+
+
+def display_size(shape: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """(height, width) of ``shape`` scaled up (aspect kept) until the shorter side is at least ``min_side``."""
+    h, w = shape
+    factor = max(1.0, min_side / max(1, min(h, w)))
+    return int(round(h * factor)), int(round(w * factor))
+
+
+def wrap_title(lines: Sequence[str], width_px: int) -> list[str]:
+    """Title lines wrapped at their `` · `` separators to fit ``width_px`` (about 6 px per character)."""
+    limit = max(12, (width_px - 2 * TITLE_PAD_PX) // 6)
+    out = []
+    for line in lines:
+        current = ""
+        for part in line.split(" · "):
+            candidate = f"{current} · {part}" if current else part
+            if current and len(candidate) > limit:
+                out.append(current)
+                current = part
+            else:
+                current = candidate
+        out.append(current)
+    return [piece for line in out for piece in (textwrap.wrap(line, limit) or [""])]
+
+
+def titled(image: np.ndarray, lines: Sequence[str], warning: str = "") -> np.ndarray:
+    """``image`` (gray or colour, float or uint8) unchanged in size under a white band with the title
+    ``lines`` (black) and a ``warning`` (red); (H + band, W, 3) uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    picture = to_uint8(image)
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=2)
+    height, width = picture.shape[:2]
+    text = [(line, "black") for line in wrap_title(lines, width)]
+    text += [(line, WARNING_COLOUR) for line in wrap_title([warning], width)] if warning else []
+    band = TITLE_PAD_PX * 2 + TITLE_LINE_PX * len(text)
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, band / dpi), dpi=dpi, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    for index, (line, colour) in enumerate(text):
+        y = 1 - (TITLE_PAD_PX + TITLE_LINE_PX * index) / band
+        fig.text(TITLE_PAD_PX / width, y, line, fontsize=TITLE_FONT_PT, color=colour, va="top", ha="left")
+    canvas.draw()
+    header = np.asarray(canvas.buffer_rgba())[..., :3]
+    strip = np.full((band, width, 3), 255, dtype=np.uint8)
+    h, w = min(band, header.shape[0]), min(width, header.shape[1])
+    strip[:h, :w] = header[:h, :w]
+    return np.concatenate([strip, picture], axis=0)

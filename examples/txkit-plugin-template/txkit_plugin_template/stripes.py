@@ -21,7 +21,7 @@ class StripesOptions(Options):
 def build(root=None, **options) -> TxDataset:
     o = validate_options("dataset 'stripes'", StripesOptions, options, DataError)  # also when called directly
     if root:
-        raise DataError("stripes is generated in memory and takes no --data-root")
+        raise DataError("stripes is generated in memory and takes no `data_root`")
     rng = np.random.default_rng(o["seed"])
     splits = {name: _split(rng, o["size"], o["per_class"]) for name in ("train", "val", "test")}
     return TxDataset("stripes", CLASSES, splits, description="noisy stripes", info={"image_size": o["size"]})

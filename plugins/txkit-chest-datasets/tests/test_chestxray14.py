@@ -95,7 +95,7 @@ def test_missing_images_fail_naming_one_or_are_skipped(tmp_path):
 
 
 def test_wrong_root_and_damaged_files(tmp_path):
-    with pytest.raises(DataError, match=r"Data_Entry_2017\.csv: not found; --data-root must hold"):
+    with pytest.raises(DataError, match=r"Data_Entry_2017\.csv: not found; `data_root` must hold"):
         build(str(tmp_path))
     root = nih_tree(tmp_path / "a", [("00000001_000.png", "Cardiomegaly|Flu", 1, "PA")], [], images=False)
     with pytest.raises(DataError, match="unknown finding 'Flu'"):

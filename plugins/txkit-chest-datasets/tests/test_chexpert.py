@@ -187,7 +187,7 @@ def test_bad_options_fail_with_one_line(tree, options, message):
 def test_wrong_root_names_the_file_it_looked_for_and_the_layout(tmp_path):
     with pytest.raises(DataError, match=r"train\.csv: not found; expected CheXpert-v1.0-small/ holding train.csv"):
         build(str(tmp_path))
-    with pytest.raises(DataError, match="needs --data-root"):
+    with pytest.raises(DataError, match="needs `data_root`"):
         build(None)
 
 

@@ -54,7 +54,7 @@ def test_shenzhen(tmp_path):
 
 
 def test_bad_inputs(tmp_path, montgomery):
-    with pytest.raises(DataError, match=r"CXR_png: folder not found; --data-root must point to "
+    with pytest.raises(DataError, match=r"CXR_png: folder not found; `data_root` must point to "
                                         r"MontgomerySet/CXR_png/MCUCXR_0001_0\.png"):
         create("dataset", "montgomery", root=str(tmp_path))
     folder = tb_tree(tmp_path, "MontgomerySet", "MCUCXR", [0, 1, 0])

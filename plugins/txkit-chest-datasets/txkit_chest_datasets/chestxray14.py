@@ -87,7 +87,7 @@ def find_entry_csv(folder: Path) -> Path:
     for name in ENTRY_CSVS:
         if (folder / name).is_file():
             return folder / name
-    raise DataError(f"{folder / ENTRY_CSVS[1]}: not found; --data-root must hold {LAYOUT}")
+    raise DataError(f"{folder / ENTRY_CSVS[1]}: not found; `data_root` must hold {LAYOUT}")
 
 
 def read_entries(path: Path) -> Entries:
@@ -122,7 +122,7 @@ def _findings(path: Path, cells: list[str]) -> np.ndarray:
 
 def rows_of_list(path: Path, entries: Entries) -> np.ndarray:
     if not path.is_file():
-        raise DataError(f"{path}: not found; --data-root must hold {LAYOUT}")
+        raise DataError(f"{path}: not found; `data_root` must hold {LAYOUT}")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     unknown = [name for name in names if name not in entries.index]
     if unknown:
@@ -149,7 +149,7 @@ def _resolve_missing(folder: Path, entries: Entries, images: dict, row_sets: lis
         first = next(names[i] for rows in row_sets for i in rows if names[i] not in images)
         raise DataError(f"{first}: image not found in {folder / 'images'}/ or {folder}/images_NNN/images/ ({missing} "
                         f"listed images are missing); unpack every images_NNN archive under {folder} or pass "
-                        f"--skip-bad-images")
+                        f"`skip_bad_images`")
     kept = [rows[np.asarray([names[i] in images for i in rows], dtype=bool)] for rows in row_sets]
     return kept, missing
 

@@ -25,7 +25,7 @@ from txkit_chest_datasets.options import ChexpertOptions, as_names
 
 NAME = "chexpert"
 LAYOUT = ("CheXpert-v1.0-small/ holding train.csv, valid.csv, train/patientNNNNN/studyN/viewN_frontal.jpg and "
-          "valid/patientNNNNN/... (point --data-root at the folder with train.csv)")
+          "valid/patientNNNNN/... (point `data_root` at the folder with train.csv)")
 FOLDER_NAMES = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 OBSERVATIONS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
                 "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
@@ -134,7 +134,7 @@ def _projections(value) -> list[str] | None:
 # ------------------------------------------------------------------------------------------------- reading
 
 def find_folder(root) -> Path:
-    """The folder holding train.csv: --data-root itself or its CheXpert-v1.0-small/ sub-folder."""
+    """The folder holding train.csv: `data_root` itself or its CheXpert-v1.0-small/ sub-folder."""
     folder = require_dir(root, LAYOUT)
     for candidate in (folder, *(folder / name for name in FOLDER_NAMES)):
         if (candidate / "train.csv").is_file():
@@ -233,7 +233,7 @@ def _teacher(settings: Settings) -> dict | None:
         return None
     if not settings.soft_labels:
         raise DataError(f"{NAME}: U-SelfTrained ({', '.join(trained)}) needs a teacher's probabilities: pass "
-                        f"--data-option soft_labels=CSV with columns Path,{','.join(trained)}")
+                        f"`data_options` soft_labels=CSV with columns Path,{','.join(trained)}")
     return pol.read_soft_labels(settings.soft_labels, trained)
 
 

@@ -58,14 +58,14 @@ def layout(name: str) -> str:
 
 
 def image_folder(name: str, root) -> Path:
-    """CXR_png/ under --data-root, under --data-root/<official folder>/, or --data-root itself."""
+    """CXR_png/ under `data_root`, under `data_root`/<official folder>/, or `data_root` itself."""
     folder = require_dir(root, layout(name))
     for candidate in (folder / "CXR_png", folder / SETS[name][0] / "CXR_png"):
         if candidate.is_dir():
             return candidate
     if folder.name == "CXR_png":
         return folder
-    raise DataError(f"{folder / 'CXR_png'}: folder not found; --data-root must point to {layout(name)}")
+    raise DataError(f"{folder / 'CXR_png'}: folder not found; `data_root` must point to {layout(name)}")
 
 
 def scan(name: str, folder: Path) -> tuple[list[Path], list[int]]:

@@ -76,7 +76,7 @@ def test_curetgrey_png_layout_in_a_subfolder(tmp_path):
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(DataError, match=r"sample01: folder not found; --data-root must hold sample01/01-001\.bmp"):
+    with pytest.raises(DataError, match=r"sample01: folder not found; `data_root` must hold sample01/01-001\.bmp"):
         create("dataset", "curet", root=str(tmp_path))
     curet_tree(tmp_path, [3], 3, "png", (30, 30))
     write_texture(tmp_path / "sample03" / "03-004.png", "truncated", (30, 30), 0)

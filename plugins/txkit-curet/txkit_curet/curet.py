@@ -41,7 +41,7 @@ class CuretOptions(Options):
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of each class's images that becomes "
                                  "test")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "--skip-bad-images sets it")
+                                  "`skip_bad_images` sets it")
 
 
 def build(root=None, **options) -> TxDataset:
@@ -64,12 +64,12 @@ def build(root=None, **options) -> TxDataset:
 
 
 def find_folder(root) -> Path:
-    """The folder holding sampleNN/: --data-root itself or one sub-folder of it (e.g. curetgrey/)."""
+    """The folder holding sampleNN/: `data_root` itself or one sub-folder of it (e.g. curetgrey/)."""
     folder = require_dir(root, LAYOUT)
     for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
         if any(SAMPLE_FOLDER.match(p.name) for p in candidate.iterdir() if p.is_dir()):
             return candidate
-    raise DataError(f"{folder / 'sample01'}: folder not found; --data-root must hold {LAYOUT}")
+    raise DataError(f"{folder / 'sample01'}: folder not found; `data_root` must hold {LAYOUT}")
 
 
 def scan(folder: Path) -> tuple[list[Path], list[int]]:

@@ -12,7 +12,7 @@ from torch import nn
 
 from txkit.errors import TxkitError
 from txkit.plugins import create, registry
-from txkit.visualizers.base import normalise
+from txkit.visualizers import normalise
 from txkit_desalinet.reversal import reconstruct
 from txkit_desalinet.rules import relu_rule
 

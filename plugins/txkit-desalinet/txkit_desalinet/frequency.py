@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from txkit.visualizers.base import default_layer, resolve_layer
+from txkit.visualizers import ReportVisualizer, default_layer, resolve_layer
 from txkit_desalinet.reversal import reconstruct
 
 DEFAULT_THETAS = 8
@@ -129,7 +129,7 @@ def _plot(curves: Sequence[tuple[str, FrequencyResponse]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-class FrequencyResponseReport:
+class FrequencyResponseReport(ReportVisualizer):
     """Report visualizer: ``write`` makes the CSV and PNG for one or more (label, net) pairs."""
 
     name = "frequency-response"

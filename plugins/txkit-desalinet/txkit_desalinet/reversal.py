@@ -24,9 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from txkit.visualizers.base import (channel_mask, default_layer, forward_to, normalise, preserved,
-                                    resolve_layer, target_classes)
-from txkit.visualizers.overlay import reconstruction_heat
+from txkit.visualizers import (Visualizer, channel_mask, default_layer, forward_to, normalise, preserved,
+                               reconstruction_heat, resolve_layer, target_classes)
 from txkit_desalinet.rules import check_rule, relu_rule
 
 SEEDS = ("activation", "gradient")
@@ -55,8 +54,10 @@ def reconstruct(net, images: torch.Tensor, rule: str = "desalinet", layer: str |
     return grad.detach()
 
 
-class Reversal:
+class Reversal(Visualizer):
     """A visualizer of the family: the reconstruction summed over input channels, min-max scaled."""
+
+    maps_from_layer = False  # reconstructed in input space at the input resolution, whatever the layer
 
     def __init__(self, name: str, rule: str, seed: str, from_score: bool):
         self.name, self.rule, self.seed, self.from_score = name, rule, seed, from_score
@@ -67,6 +68,10 @@ class Reversal:
 
     def heat(self, maps: np.ndarray) -> np.ndarray:
         return reconstruction_heat(maps)
+
+    def layer_for(self, net, images: torch.Tensor, layer=None, target=None) -> str | None:
+        """The layer the pass starts from; None when it starts at the network output (a class score)."""
+        return start_point(net, images, layer, None, target, self.from_score)[0]
 
 
 def desalinet(**_) -> Reversal:

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.plugins import create, registry
-from txkit.visualizers.base import default_layer
-from txkit.visualizers.models import network_from_weights
+from txkit.visualizers import default_layer, network_from_weights
 from txkit_gradcam.cams import cam_maps
 
 torch.set_num_threads(2)

@@ -5,7 +5,7 @@ Python API::
     from txkit_gradcam.cams import cam_maps
     maps = cam_maps("gradcam", net, images, layer="backbone.layer4", target=[2, 5])   # (N, H, W)
 
-``layer`` defaults to :func:`txkit.visualizers.base.default_layer` (the last conv stage before the head:
+``layer`` defaults to :func:`txkit.visualizers.default_layer` (the last conv stage before the head:
 ``layer4`` for ResNets, ``bn2`` for EfficientNet, pool5 for AlexNet/VGG, ``norm5`` for DenseNet).
 ``target``: a class, a list of classes (multi-label: the CAM of the sum of their logits) or None (each
 image's top class). EigenCAM is class-agnostic (first principal component of the layer).
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from txkit.errors import TxkitError
-from txkit.visualizers.base import default_layer, preserved, resolve_layer, target_classes
+from txkit.visualizers import Visualizer, default_layer, preserved, resolve_layer, target_classes
 
 METHODS = {
     "gradcam": "GradCAM",
@@ -89,9 +89,12 @@ def cam_maps(method: str, net, images: torch.Tensor, layer: str | None = None, t
     return np.clip(np.nan_to_num(maps.astype(np.float64)), 0.0, 1.0)
 
 
-class Cam:
+class Cam(Visualizer):
+    """A CAM method as a txkit visualizer: the layer's weighted activation upsampled to the input."""
+
     def __init__(self, name: str):
         self.name = name
+        self.uses_target = name != "eigencam"  # EigenCAM is class-agnostic
 
     def __call__(self, net, images: torch.Tensor, layer=None, target=None, channel=None) -> np.ndarray:
         return cam_maps(self.name, net, images, layer, target)
