@@ -6,7 +6,7 @@ import json
 
 import click
 
-from txkit.cli.main import TxkitGroup
+from txkit.cli.group import TxkitGroup
 from txkit.cli.options import complete_names, parse_key_values
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from txkit.cli.main import TxkitGroup
+from txkit.cli.group import TxkitGroup
 
 
 @click.group("experiment", cls=TxkitGroup)

@@ -2,64 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-import time
-import traceback
-from pathlib import Path
 
 import click
 
 from txkit import __version__
-from txkit.errors import TxkitError, for_cli
-
-
-class TxkitGroup(click.Group):
-    """A click group that turns a TxkitError into one line on stderr and a non-zero exit.
-
-    Anything else is a bug, not a user error: it still ends in one line, plus the file that holds the
-    full traceback (``TXKIT_DEBUG=1`` shows it instead).
-    """
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except TxkitError as exc:
-            click.secho(f"Error: {for_cli(str(exc))}", err=True, fg="red")
-            ctx.exit(exc.exit_code)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
-                KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the safety net at the CLI boundary
-            if os.environ.get("TXKIT_DEBUG"):
-                raise
-            where = crash_report(exc)
-            click.secho(f"Error: unexpected {type(exc).__name__}: {_first_line(exc)}; this is a txkit bug, "
-                        f"please report it with the traceback in {where} (TXKIT_DEBUG=1 prints it)",
-                        err=True, fg="red")
-            ctx.exit(1)
-
-
-def crash_report(exc: BaseException) -> str:
-    """Write the traceback to a file in the user's cache folder (or the temp folder) and name it."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "txkit" / "crashes"
-    for folder in (cache, Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"txkit-crash-{stamp}-{os.getpid()}.txt"
-            path.write_text(f"txkit {__version__}, argv {sys.argv}\n{text}")
-            return str(path)
-        except OSError:
-            continue
-    return "(no writable folder for the report)"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+from txkit.cli.group import TxkitGroup
 
 
 @click.group(cls=TxkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

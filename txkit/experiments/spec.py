@@ -9,8 +9,8 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from txkit.config import TrainConfig, WeightsSource
 from txkit.errors import TxkitError, for_config
-from txkit.training.config import TrainConfig
 
 try:
     import tomllib
@@ -136,8 +136,7 @@ def _override_value(key: str, raw: str):
         value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         value = raw
-    if key in PATH_FIELDS and isinstance(value, str) and value not in ("imagenet", "none") \
-            and stage_reference(value) is None:
+    if key in PATH_FIELDS and isinstance(value, str) and _is_path(value):
         value = str(Path(value).expanduser().resolve())
     return value
 
@@ -305,6 +304,14 @@ def _check_names(check: Checker, experiment: Experiment) -> None:
                               f"entry or remove \"none\" from [grid] colorizers")
 
 
+def _is_path(value: str) -> bool:
+    """A path, not imagenet, none or stage:NAME (the same parse as training's, WeightsSource)."""
+    try:
+        return WeightsSource.parse(value).kind in ("file", "run")
+    except ValueError:
+        return False
+
+
 def stage_reference(value) -> str | None:
     """The stage named by ``stage:NAME``, else None."""
     if isinstance(value, str) and value.startswith(STAGE_REF):
@@ -401,7 +408,7 @@ class Checker:
 
     def _absolute(self, key: str, value):
         """Paths in the file are relative to the file, so an experiment runs from any directory."""
-        if key not in PATH_FIELDS or value in ("imagenet", "none") or stage_reference(value) is not None:
+        if key not in PATH_FIELDS or not isinstance(value, str) or not _is_path(value):
             return value
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (self.path.parent / path).resolve())

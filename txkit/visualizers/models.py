@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from txkit.config import WeightsSource
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 
@@ -47,7 +48,7 @@ def network_from_weights(backbone: str, weights: str = "imagenet", num_classes: 
 def subject_from_weights(backbone: str, weights: str = "imagenet", num_classes: int | None = None,
                          image_size: int | None = None) -> Subject:
     net, native_size = _build(backbone, weights, num_classes)
-    source = weights if weights in ("imagenet", "none") else Path(weights).name
+    source = weights if not WeightsSource.parse(weights).loads_state else Path(weights).name
     return Subject(f"{backbone} ({source})", net, image_size or native_size)
 
 
@@ -56,12 +57,13 @@ def _build(backbone: str, weights: str, num_classes: int | None) -> tuple[TxNet,
     from txkit.plugins import create
     from txkit.training.build import load_backbone_weights
 
-    keep_imagenet_head = weights == "imagenet" and num_classes in (None, IMAGENET_CLASSES)
-    count = num_classes or (IMAGENET_CLASSES if weights == "imagenet" else DEFAULT_CLASSES)
-    spec = create("backbone", backbone, num_classes=count, pretrained=weights == "imagenet")
+    source = WeightsSource.parse(weights)
+    keep_imagenet_head = source.pretrained and num_classes in (None, IMAGENET_CLASSES)
+    count = num_classes or (IMAGENET_CLASSES if source.pretrained else DEFAULT_CLASSES)
+    spec = create("backbone", backbone, num_classes=count, pretrained=source.pretrained)
     net = TxNet(spec)
-    if weights not in ("imagenet", "none"):
-        load_backbone_weights(net, weights, backbone)
+    if source.loads_state:
+        load_backbone_weights(net, source.value, backbone)
     if keep_imagenet_head:
         head = net.get_submodule(net.head_path)
         head.load_state_dict(imagenet_head_state(backbone, net.head_path[len("backbone."):]))
