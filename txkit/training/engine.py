@@ -102,8 +102,8 @@ class Trainer:
     checkpoint instead.
     """
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, console=None, load_weights: bool = True):
-        self.cfg, self.run_dir, self.console = cfg, Path(run_dir) if run_dir else None, console
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, load_weights: bool = True):
+        self.cfg, self.run_dir = cfg, Path(run_dir) if run_dir else None
         validate_names(cfg)
         if cfg.sampler not in SAMPLERS:
             raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")

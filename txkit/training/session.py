@@ -35,7 +35,7 @@ def train(cfg: TrainConfig, out: str | None = None, console: Console | None = No
     console = console or Console(stderr=True)
     if out:
         runs.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
-    trainer = Trainer(cfg, console=console)
+    trainer = Trainer(cfg)
     trainer.run_dir = runs.new_run_dir(cfg, out)
     try:
         write_config(trainer)
@@ -58,9 +58,9 @@ def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
     saved = read_checkpoint(run)
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         (run / runs.METRICS).unlink(missing_ok=True)
-        trainer = Trainer(cfg, run, console)
+        trainer = Trainer(cfg, run)
     else:
-        trainer = Trainer(cfg, run, console, load_weights=False)
+        trainer = Trainer(cfg, run, load_weights=False)
         trainer.load_checkpoint(saved)
     console.print(f"resuming {run} after epoch {trainer.state.epoch}")
     return trainer.run_dir, _run(trainer, console)
