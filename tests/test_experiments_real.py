@@ -5,6 +5,11 @@ The whole file (3,882 training images) took 19 minutes with --jobs 2 on this pro
 machine, too long for CI, so the test runs the same experiment file on a stratified, seeded subset of the
 same real file (440 train / 100 val / 160 test images, class proportions kept) through
 `--set target.data_root=SUBSET`.
+
+No assertion depends on a trained value, since those differ between CPUs (floating-point kernels differ):
+the test checks that every run finished, that every mean and std is finite, that accuracy and AUC lie in
+[0, 1], that every slope was fitted and that each Wilcoxon p lies in (0, 1], which holds for any finite
+results, whichever strategy wins.
 """
 
 import io

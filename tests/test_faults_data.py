@@ -256,7 +256,7 @@ def test_load_gray_message_is_neutral_about_the_caller(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(DataError) as junk:
         load_gray(tmp_path / "junk.png")
-    assert "unreadable or truncated image" in str(junk.value) and "--skip-bad-images" not in str(junk.value)
+    assert "unreadable or truncated image" in str(junk.value) and "skip_bad_images" not in str(junk.value)
 
 
 def test_predict_missing_image_is_one_line_without_dataset_advice(tmp_path):

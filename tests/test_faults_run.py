@@ -89,7 +89,7 @@ def test_batch_norm_trains_when_the_split_leaves_one_image_over(tmp_path, tiny_c
 
 def test_batch_size_one_with_a_1x1_batch_norm_map_is_one_line(tmp_path):
     result = run_txkit("train", *TINY, "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "run"))
-    assert_one_line_error(result, "batch_size", "batch-norm")
+    assert_one_line_error(result, "--batch-size", "batch-norm")
 
 
 # --- 3. non-finite values -----------------------------------------------------------------------------------

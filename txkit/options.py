@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import pydantic
 from pydantic import ConfigDict, Field
 
+import txkit.pydantic_guard  # noqa: F401 - before the first model class
 from txkit.errors import TxkitError
 
 __all__ = ["Field", "NoOptions", "Options", "check_fractions", "default_text", "describe_options", "type_text",

@@ -54,8 +54,7 @@ def _print_summary(run_dir, summary: dict) -> None:
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
-              help="The split to evaluate.")
+@click.option("--split", default="test", show_default=True, help="The split to evaluate: train, val or test.")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the confidence intervals (stratified; whole patients or studies "
                    "when the split has them); 0: no intervals.")

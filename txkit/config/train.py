@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import txkit.pydantic_guard  # noqa: F401 - before the first model class
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from txkit.config.weights import WeightsSource

@@ -87,7 +87,7 @@ def test_missing_images_fail_naming_one_or_are_skipped(tmp_path):
     (root / "images" / "00000003_000.png").unlink()
     write_image(root / "images" / "00000004_000.png", "truncated")
     with pytest.raises(DataError, match=r"00000003_000\.png: image not found in .*images/ or .*images_NNN/images/ "
-                                        r"\(1 listed images are missing\).*--skip-bad-images"):
+                                        r"\(1 listed images are missing\).*`skip_bad_images`"):
         build(str(root))
     dataset = build(str(root), skip_bad_images=True)
     assert dataset.info["skipped_images"] == 2
