@@ -25,7 +25,7 @@ class FolderOptions(Options):
     test_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the images that becomes test "
                                  "(per class) when ROOT has no train/ folder; ignored with train/")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "`skip_bad_images` sets it")
+                                  "txkit train --skip-bad-images sets it")
     image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
                                       "(recorded in the dataset info)")
 

@@ -50,7 +50,7 @@ class CsvOptions(Options):
     test_fraction: float = Field(0.15, ge=0.0, le=0.9, description="fraction of the groups (per class) that "
                                  "becomes test when the CSV has no split column")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "`skip_bad_images` sets it")
+                                  "txkit train --skip-bad-images sets it")
     image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
                                       "(recorded in the dataset info)")
 

@@ -15,4 +15,4 @@ def register_visualizers(register):
     register("filters", f"{_V}.filters:filters",
              "kernel grid of the first conv (or --layer conv); one grid image, not per input image")
     register("colorizer-output", f"{_V}.colorizer_output:colorizer_output_visualizer",
-             "the 3-channel output of the network's colorizer (needs a run trained with `colorizer`)")
+             "the 3-channel output of the network's colorizer (needs a run trained with a colorizer)")

@@ -11,7 +11,7 @@ from pydantic import field_validator, model_validator
 from txkit.errors import DataError
 from txkit.options import Field, Options, check_fractions
 
-SKIP_HELP = "open every image once and skip (count) unreadable ones; `skip_bad_images` sets it"
+SKIP_HELP = "open every image once and skip (count) unreadable ones; txkit train --skip-bad-images sets it"
 
 
 def _lower(value):

@@ -41,7 +41,7 @@ class CuretOptions(Options):
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of each class's images that becomes "
                                  "test")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "`skip_bad_images` sets it")
+                                  "txkit train --skip-bad-images sets it")
 
 
 def build(root=None, **options) -> TxDataset:

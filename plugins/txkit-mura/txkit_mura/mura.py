@@ -51,7 +51,7 @@ class MuraOptions(Options):
                                 "(seeded, class-proportional); test is valid/")
     seed: int = Field(0, description="seed of the val split")
     skip_bad_images: bool = Field(False, description="open every image once and skip (count) unreadable ones; "
-                                  "`skip_bad_images` sets it")
+                                  "txkit train --skip-bad-images sets it")
     image_size: int = Field(320, ge=1, description="input size in pixels for training")
 
 
