@@ -33,6 +33,8 @@ def base_type(name):
     first = [a for a in typing.get_args(annotation) if a is not type(None)][0] if is_union else annotation
     if typing.get_origin(first) is typing.Literal:
         return type(typing.get_args(first)[0])
+    if typing.get_origin(first) is typing.Annotated:
+        return typing.get_args(first)[0]
     return typing.get_origin(first) or first
 
 
@@ -46,7 +48,11 @@ def test_every_field_is_a_cli_option_with_the_same_default_and_type(name):
     assert param.default == default
     choices = [a for a in typing.get_args(FIELDS[name].annotation) if typing.get_origin(a) is typing.Literal]
     literal = typing.get_origin(FIELDS[name].annotation) is typing.Literal
-    if literal or choices:
+    others = [a for a in typing.get_args(FIELDS[name].annotation) if a not in choices and a is not type(None)]
+    if choices and others:  # a word or a number (num_workers: auto|N)
+        assert param.type.convert("2", param, None) == 2
+        assert param.type.convert(choices[0].__args__[0], param, None) == choices[0].__args__[0]
+    elif literal or choices:
         values = typing.get_args(FIELDS[name].annotation if literal else choices[0])
         assert isinstance(param.type, click.Choice) and list(param.type.choices) == list(values)
     elif base_type(name) is bool:

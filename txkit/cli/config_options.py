@@ -64,6 +64,8 @@ def _option_kwargs(name: str) -> dict:
 
 def _click_type(info, base):
     choices = _choices(info.annotation)
+    if choices and len(_args(info.annotation)) > 1:
+        return WordOrInt(choices)
     if choices:
         return click.Choice(choices)
     if base in (int, float):
@@ -79,6 +81,23 @@ def _click_type(info, base):
     if base is bool:
         return bool
     return click.STRING
+
+
+class WordOrInt(click.ParamType):
+    """A field that takes a word or a number (``num_workers``: auto|N); the config checks the number's range."""
+
+    name = "word-or-integer"
+
+    def __init__(self, words):
+        self.words = list(words)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value in self.words:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not {' or '.join(self.words)} or a whole number", param, ctx)
 
 
 def _bound(constraint):
@@ -104,4 +123,6 @@ def _base(annotation):
     arg = _args(annotation)[0]
     if typing.get_origin(arg) is typing.Literal:
         return type(typing.get_args(arg)[0])
+    if typing.get_origin(arg) is typing.Annotated:
+        return typing.get_args(arg)[0]
     return typing.get_origin(arg) or arg

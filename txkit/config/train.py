@@ -12,7 +12,7 @@ field has one default everywhere. Field-level extras:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import txkit.pydantic_guard  # noqa: F401 - before the first model class
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -86,7 +86,22 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seeds data order, augmentation, initialisation and splits.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the main process).")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
+        "DataLoader worker processes (0 loads in the main process); auto: 0 on CPU, where the main process is "
+        "fastest, and one per CPU core up to 8 on CUDA."), **_extra(metavar="auto|N"))
+    intensity: str = Field("auto", description=(
+        "How stored pixel values become the network's input: auto, bitdepth, dicom-voi, window:LEVEL:WIDTH, "
+        "percentile:LOW:HIGH, minmax or hu (docs/training.md)."), **_extra(metavar="RULE"))
+    image_cache: bool = Field(True, description=(
+        "Decode and resize each image once into a memory-mapped cache that later epochs and runs share."))
+    cache_dir: str | None = Field(None, description=(
+        "Where the image cache lives (default: $TXKIT_CACHE_DIR, else ~/.cache/txkit)."), **_extra(path=True))
+    feature_cache: bool = Field(True, description=(
+        "Compute a frozen prefix's features once per phase and train the layers above on them."))
+    channels_last: bool = Field(True, description="channels_last memory format for conv nets on CUDA.")
+    compile: bool = Field(False, description="torch.compile the model (CUDA; docs/training.md says where it helps).")
+    sync_batchnorm: bool = Field(False, description="SyncBatchNorm across processes under torchrun (CUDA only).")
+
 
     @field_validator("weights")
     @classmethod
@@ -138,7 +153,10 @@ class TrainConfig(BaseModel):
 def describe(exc: ValidationError) -> str:
     """pydantic's first error as one line: `field`: what is wrong (got VALUE)."""
     first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "config"
+    # Union members show up in the location (``num_workers.constrained-int``); the field is what the user wrote.
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and (p.startswith(("constrained-", "literal["))
+                                                                   or p in ("int", "str", "float", "bool")))]
+    field = ".".join(str(p) for p in loc) or "config"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         import difflib

@@ -31,8 +31,14 @@ class Split:
 
     def __init__(self, load: Callable[[int], np.ndarray], labels: np.ndarray,
                  groups: Sequence[str] | None = None, ids: Sequence[str] | None = None,
-                 studies: Sequence[str] | None = None):
+                 studies: Sequence[str] | None = None,
+                 read: Callable[[int], tuple[np.ndarray, dict]] | None = None,
+                 sources: Sequence[str] | None = None):
         self._load = load
+        # ``read`` gives an image's stored values (modality units for DICOM) with their info dict, for the
+        # intensity rules; ``sources`` are the files behind the images (one per image), for the image cache's key.
+        self._read = read
+        self.sources = list(sources) if sources is not None else None
         self.labels = np.asarray(labels)
         self.groups = np.asarray(groups) if groups is not None else None
         # Default ids (row numbers) repeat across splits, so only given ids name an image for check_splits.
@@ -46,12 +52,22 @@ class Split:
     def image(self, index: int) -> np.ndarray:
         return self._load(index)
 
+    def values(self, index: int) -> tuple[np.ndarray, dict]:
+        """The image's stored values and their info (``unit``, ``modality``, ``photometric``, ...); splits without
+        a ``read`` function hold 8-bit images."""
+        if self._read is not None:
+            return self._read(index)
+        return self._load(index), {"unit": "8-bit", "modality": None, "photometric": None}
+
     def subset(self, indices: Sequence[int]) -> "Split":
         indices = np.asarray(indices, dtype=np.int64)
+        read = self._read
         part = Split(lambda i: self._load(int(indices[i])), self.labels[indices],
                      self.groups[indices] if self.groups is not None else None,
                      [self.ids[i] for i in indices],
-                     self.studies[indices] if self.studies is not None else None)
+                     self.studies[indices] if self.studies is not None else None,
+                     read=(lambda i: read(int(indices[i]))) if read is not None else None,
+                     sources=[self.sources[i] for i in indices] if self.sources is not None else None)
         part.named = self.named
         return part
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from txkit.datasets.base import Split, load_gray
+from txkit.datasets.base import Split, load_gray, read_intensity
 from txkit.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".dcm"}
@@ -60,7 +60,9 @@ def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], 
 
 def file_split(paths: Sequence[Path], labels, groups=None, missing: str = MISSING_ADVICE) -> Split:
     paths = list(paths)
-    return Split(lambda i: load_image(paths[i], missing), np.asarray(labels), groups, [str(p) for p in paths])
+    names = [str(p) for p in paths]
+    return Split(lambda i: load_image(paths[i], missing), np.asarray(labels), groups, names,
+                 read=lambda i: read_intensity(paths[i]), sources=names)
 
 
 def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,

@@ -17,7 +17,10 @@ from txkit.experiments.spec import RUN_REFERENCES, Experiment, StrategyEntry, st
 from txkit.training.config import TrainConfig
 
 PLAN_FILE = "plan.json"
-NOT_IN_KEY = ("device", "num_workers")  # change where and how fast a run trains, not what it learns
+# Settings that change where and how fast a run trains, not what it learns.
+NOT_IN_KEY = ("device", "num_workers", "image_cache", "cache_dir", "feature_cache", "channels_last", "compile")
+# Fields added after experiment directories existed: left out of the key at their default, so those keep their ids.
+KEYED_WHEN_SET = ("intensity", "sync_batchnorm")
 
 
 @dataclass
@@ -120,7 +123,8 @@ class _Planner:
         if not _is_pretrained(settings.get("strategy", TrainConfig.model_fields["strategy"].default)):
             settings["weights"] = "none"  # a scratch run reads no stage, so it must not wait for one
         config = TrainConfig.from_dict(settings).to_dict()
-        identity = {k: v for k, v in config.items() if k not in NOT_IN_KEY}
+        identity = {k: v for k, v in config.items() if k not in NOT_IN_KEY
+                    and not (k in KEYED_WHEN_SET and v == TrainConfig.model_fields[k].default)}
         needs = []
         for key in RUN_REFERENCES:
             name = stage_reference(config[key])

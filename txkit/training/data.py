@@ -90,6 +90,16 @@ class ShuffledBatches(Sampler):
         return len(train_batches(self.n, self.batch_size))
 
 
+def resolve_workers(value: int | str, device) -> int:
+    """``num_workers`` auto: 0 on CPU (workers compete with the model for the same cores), one per core up to 8
+    when a GPU trains."""
+    if value != "auto":
+        return int(value)
+    import os
+
+    return min(8, os.cpu_count() or 1) if getattr(device, "type", device) == "cuda" else 0
+
+
 def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
                 num_workers: int = 0, sampler: Sampler | None = None) -> DataLoader:
     """Training loaders (``shuffle``) use ShuffledBatches unless a batch ``sampler`` is given; evaluation

@@ -21,7 +21,7 @@ from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.data import (TensorSplit, check_nonempty, fraction_indices, label_strata, make_loader,
+from txkit.training.data import (TensorSplit, check_nonempty, fraction_indices, label_strata, make_loader, resolve_workers,
                                  train_batches)
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.logs import EpochLogs
@@ -110,6 +110,7 @@ class Trainer:
         self.logs = EpochLogs(cfg.log)  # checks that the logger is installed
         self.device = resolve_device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.amp
+        self.workers = resolve_workers(cfg.num_workers, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
         self.strategy = build_strategy(cfg)
         self.plan = epoch_plan(self.strategy, cfg.epochs)
@@ -223,7 +224,7 @@ class Trainer:
         sampler = None
         if self.sample_weights is not None:
             sampler = BalancedBatches(self.sample_weights, self.cfg.batch_size, self.cfg.seed, epoch)
-        loader = make_loader(self.train_data, self.cfg.batch_size, True, self.cfg.seed, epoch, self.cfg.num_workers,
+        loader = make_loader(self.train_data, self.cfg.batch_size, True, self.cfg.seed, epoch, self.workers,
                              sampler)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader):
@@ -278,7 +279,7 @@ class Trainer:
     def predict(self, data: TensorSplit) -> tuple[np.ndarray, np.ndarray]:
         self.net.eval()
         logits, labels = [], []
-        for x, y in make_loader(data, self.cfg.batch_size * 2, False, num_workers=self.cfg.num_workers):
+        for x, y in make_loader(data, self.cfg.batch_size * 2, False, num_workers=self.workers):
             logits.append(self.net(x.to(self.device)).float().cpu())
             labels.append(y)
         return torch.cat(logits).numpy(), torch.cat(labels).numpy()
