@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from txkit.cli.options import name_option
+from txkit.errors import for_cli
 
 
 @click.command("visualize")
@@ -27,9 +28,11 @@ from txkit.cli.options import name_option
               help="Overlay: heat at or below this is transparent.")
 @click.option("--image-size", type=click.IntRange(16),
               help="Resize images to this square size (default: the run's size, or the backbone's native size).")
+@click.option("--visualizer-option", "visualizer_options", multiple=True, metavar="KEY=VALUE",
+              help="Option of the visualizer (`txkit list visualizer NAME` shows them), e.g. top_k=8; repeatable.")
 @click.option("--list-layers", "list_layers_flag", is_flag=True, help="Print the layer names to choose --layer from, and exit.")
 def visualize_command(run_dirs, backbone, weights, num_classes, method, images, layer, targets, channel, out,
-                      threshold, image_size, list_layers_flag):
+                      threshold, image_size, visualizer_options, list_layers_flag):
     """Write PNGs (input, map, overlay) of a visualizer for each --image.
 
     Give one or more finished RUN_DIRs, or --backbone with --weights. Several RUN_DIRs also give one
@@ -37,7 +40,10 @@ def visualize_command(run_dirs, backbone, weights, num_classes, method, images, 
     least 224 px) with the method, layer, class and score in its title. Report visualizers such as
     frequency-response write their own CSV/PNG; they and filters take no --image.
     """
+    from txkit.cli.options import parse_key_values
     from txkit.visualizers.pipeline import list_layers, load_subjects, visualize
+
+    options = parse_key_values(visualizer_options, "--visualizer-option")
 
     subjects = load_subjects(run_dirs, backbone, weights, num_classes, image_size)
     if list_layers_flag:
@@ -45,9 +51,9 @@ def visualize_command(run_dirs, backbone, weights, num_classes, method, images, 
             print_layers(subject, list_layers(subject))
         return
     result = visualize(subjects, method, images, layer=layer, target=targets, channel=channel, out=out,
-                       threshold=threshold, image_size=image_size)
+                       threshold=threshold, image_size=image_size, options=options)
     for warning in result.warnings:
-        click.echo(warning, err=True)
+        click.echo(for_cli(warning), err=True)
     for path in result.files:
         click.echo(str(path))
 

@@ -19,7 +19,6 @@ intervals of the differences in AUC and accuracy on the same test images.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from txkit.errors import TxkitError
+from txkit.rundir import RunDir
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun
 from txkit.experiments.predictions import predictions_of_test_split
 from txkit.experiments.spec import Checker, ReportOptions, apply_overrides, parse_report_options, read_toml
@@ -118,24 +118,16 @@ def run_record(root: Path, run: PlannedRun, state: ExperimentState, plateau: flo
     cell = (run.cell["strategy"], run.cell["colorizer"], run.cell["backbone"], run.cell["fraction"])
     record = RunRecord(run.id, run.seed, cell, run.cell["fixed"], state.status(run.id) or "pending",
                        state.error(run.id), root / run.directory)
-    summary_path = record.directory / "summary.json"
-    if record.done and summary_path.exists():
-        from txkit.training.checkpoint import read_json, restore_floats
-
-        test = restore_floats(read_json(summary_path)).get("test") or {}
+    run_dir = RunDir(record.directory)
+    summary = run_dir.summary() if record.done else None
+    if summary is not None:
+        test = summary.get("test") or {}
         record.test = {m: _number(test.get(m)) for m in METRICS}
-        record.curve = read_curve(record.directory / "metrics.jsonl")
+        record.curve = run_dir.metrics()
         record.plateau = plateau_values(record.curve, plateau)
     elif record.done:
         record.status = "missing"  # recorded as done, but its run directory is gone
     return record
-
-
-def read_curve(path: Path) -> list[dict]:
-    from txkit.training.checkpoint import restore_floats
-
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [restore_floats(json.loads(line)) for line in lines if line.strip()]
 
 
 def _number(value) -> float:

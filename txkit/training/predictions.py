@@ -4,7 +4,6 @@ statistics need no model. Plain numpy files (``predictions_{split}.npz``), no pi
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +68,6 @@ def load_predictions(run_dir: str | Path, split: str) -> dict | None:
 
 
 def _resolved(run_dir: Path) -> dict:
-    from txkit.errors import TxkitError
+    from txkit.rundir import RunDir
 
-    try:
-        return json.loads((run_dir / "config.json").read_text())["resolved"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise TxkitError(f"{run_dir / 'config.json'}: missing or damaged; {run_dir} is not a readable txkit "
-                         f"run") from None
+    return RunDir(run_dir).resolved()

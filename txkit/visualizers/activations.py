@@ -14,9 +14,9 @@ from txkit.errors import TxkitError
 from txkit.visualizers.base import (channel_strength, default_layer, forward_to, normalise, preserved,
                                     resolve_layer, upsample)
 from txkit.visualizers.contract import Visualizer
+from txkit.visualizers.options import DEFAULT_TOP_K
 from txkit.visualizers.overlay import tile
 
-DEFAULT_TOP_K = 16
 
 
 def layer_activation(net, images: torch.Tensor, layer: str | None = None) -> tuple[str, torch.Tensor]:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from txkit.visualizers import ReportVisualizer, default_layer, resolve_layer
+from txkit_desalinet.options import DEFAULT_THETAS
 from txkit_desalinet.reversal import reconstruct
 
-DEFAULT_THETAS = 8
 DEFAULT_SIZE = 64
 BATCH = 32
 
