@@ -2,7 +2,8 @@
 a state file that lets an interrupted experiment continue, and failures recorded without stopping the rest.
 
 The experiment directory holds experiment.toml (the file as last run), plan.json, state.json, stages/ and
-runs/ (one txkit run directory each) and logs/ (each run's own training output).
+runs/ (one txkit run directory each) and logs/ (each run's own training output); runs submitted through
+submitit (executors.py) add jobs.json, task_states/ and logs/submitit/.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from txkit.errors import TxkitError, for_config
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun, expand, slug
 from txkit.experiments.predictions import probabilities_of_test_split
 from txkit.experiments.spec import check_data_roots, load_experiment
-from txkit.experiments.state import DONE, FAILED, INTERRUPTED, RUNNING, ExperimentState
+from txkit.experiments.state import DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, ExperimentState
+from txkit.rundir import RunDir
 
 COPY_OF_FILE, LOCK_FILE, LOGS = "experiment.toml", ".lock", "logs"
-STATUS_WORDS = {DONE: "finished", INTERRUPTED: "interrupted", RUNNING: "unfinished", "pending": "not run"}
+STATUS_WORDS = {DONE: "finished", INTERRUPTED: "interrupted", RUNNING: "unfinished", "pending": "not run",
+                QUEUED: "queued"}
 
 
 class ExperimentInterrupted(TxkitError):
@@ -40,9 +43,11 @@ class RunsFailed(TxkitError):
 
 
 def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 1, console: Console | None = None,
-                   overrides: dict[str, str] | None = None) -> tuple[Path, dict[str, int]]:
-    """Run every unfinished run of the experiment in ``path`` (with ``--set`` overrides); returns its directory
-    and the count of runs per status."""
+                   overrides: dict[str, str] | None = None, executor: str = "local",
+                   executor_options: dict | None = None, wait: bool = False) -> tuple[Path, dict[str, int]]:
+    """Run every unfinished run of the experiment in ``path`` (with ``--set`` overrides) here, or submit them
+    through submitit (``executor`` slurm or submitit-local: see executors.py; ``wait`` follows them to the
+    end); returns its directory and the count of runs per status."""
     console = console or Console(stderr=True)
     if jobs < 1:
         raise TxkitError(f"--jobs must be 1 or more, got {jobs}")
@@ -60,6 +65,12 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
         todo = [run for run in plan.runs if not _finished(state, run, root)]
         try:
             with GridProgress(console, experiment.name, len(plan.runs), len(plan.runs) - len(todo)) as display:
+                if executor != "local":
+                    from txkit.experiments.executors import submit_runs
+
+                    state = submit_runs(executor, todo, root, experiment, executor_options or {}, jobs, wait, display)
+                    return root, state.counts(run.id for run in plan.runs)
+                todo = _not_in_jobs(todo, root, console)
                 if jobs == 1:
                     _run_here(todo, state, root, display)
                 else:
@@ -68,6 +79,10 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
             again = f"finished runs are kept: run `{_same_command(path, root, overrides)}` again to continue"
             if isinstance(exc, BrokenProcessPool):
                 raise TxkitError(f"a worker process died (out of memory?); {again}") from None
+            if executor != "local":
+                raise ExperimentInterrupted(f"interrupted; submitted jobs go on: follow them with `txkit experiment "
+                                            f"status {root}`; runs not yet submitted are submitted when you "
+                                            f"run the command again") from None
             raise ExperimentInterrupted(f"interrupted; {again}") from None
     return root, state.counts(run.id for run in plan.runs)
 
@@ -132,7 +147,17 @@ def _copy_file(path: Path, root: Path) -> None:
 
 
 def _finished(state: ExperimentState, run: PlannedRun, root: Path) -> bool:
-    return state.is_done(run.id) and (root / run.directory / "summary.json").exists()
+    return state.is_done(run.id) and RunDir(root / run.directory).file(RunDir.SUMMARY).exists()
+
+
+def _not_in_jobs(todo: list[PlannedRun], root: Path, console: Console) -> list[PlannedRun]:
+    """Runs that a submitit job of an earlier `experiment run --executor ...` still trains are left to it."""
+    from txkit.experiments.executors import active_runs
+
+    busy = active_runs(root, [run.id for run in todo])
+    if busy:
+        console.print(f"{len(busy)} runs are still queued or running in submitit jobs; left to them")
+    return [run for run in todo if run.id not in busy]
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -144,7 +169,7 @@ def _run_here(todo: list[PlannedRun], state: ExperimentState, root: Path, displa
         state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
         display.started(run)
         try:
-            outcome = execute_run(*_arguments(run, root))
+            outcome = execute_run(*run_arguments(run, root))
         except KeyboardInterrupt:
             state.mark(run.id, INTERRUPTED)
             raise
@@ -155,10 +180,15 @@ def _run_in_pool(todo: list[PlannedRun], state: ExperimentState, root: Path, dis
                  jobs: int) -> None:
     import multiprocessing
 
+    from txkit.experiments.executors import visible_gpu_slots
+
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: forking a process that already ran torch's thread pools can deadlock the children.
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,))
+    context = multiprocessing.get_context("spawn")
+    gpus = context.Queue()  # each worker takes one slot's CUDA_VISIBLE_DEVICES (round-robin over the GPUs)
+    for slot in visible_gpu_slots(jobs):
+        gpus.put(slot)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, gpus))
     waiting, active = list(todo), {}
     try:
         while waiting or active:
@@ -187,17 +217,20 @@ def _submit_ready(pool, waiting: list[PlannedRun], active: dict, jobs: int, stat
             waiting.remove(run)
             state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
             display.started(run)
-            active[pool.submit(execute_run, *_arguments(run, root))] = run
+            active[pool.submit(execute_run, *run_arguments(run, root))] = run
 
 
-def _arguments(run: PlannedRun, root: Path) -> tuple:
+def run_arguments(run: PlannedRun, root: Path) -> tuple:
     wants_roc = bool(run.cell and run.cell.get("roc"))
     return run.config, str(root / run.directory), str(root / LOGS / f"{run.id}.log"), wants_roc
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, gpus) -> None:
     _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    gpu = gpus.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
     torch.set_num_threads(threads)
@@ -245,7 +278,7 @@ def execute_run(config: dict, run_dir: str, log_path: str, wants_roc: bool = Fal
     with open(log_path, "a") as log:
         console = Console(file=log, width=120)
         try:
-            if (Path(run_dir) / "config.json").exists():
+            if RunDir(run_dir).file(RunDir.CONFIG).exists():
                 _, summary = session.resume(run_dir, console)
             else:
                 _, summary = session.train(TrainConfig.from_dict(config), run_dir, console)

@@ -21,11 +21,13 @@ except ModuleNotFoundError:  # Python 3.10
         tomllib = None
 
 STAGE_REF = "stage:"
-TABLES = ("experiment", "defaults", "stages", "target", "grid", "report")
+TABLES = ("experiment", "defaults", "stages", "target", "grid", "report", "executor")
 AXES = {"strategy": "strategies", "colorizer": "colorizers", "backbone": "backbones", "seed": "seeds",
         "fraction": "fractions"}
 GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions")
 REPORT_KEYS = ("compare", "plateau", "roc")
+# [executor]: where the grid's runs go with --executor slurm or submitit-local (the --slurm-* options).
+EXECUTOR_KEYS = ("partition", "account", "gpus_per_task", "cpus_per_task", "time", "array_parallelism")
 RUN_REFERENCES = ("weights", "colorizer_from")  # fields that may name an earlier stage
 NO_COLORIZER = "none"
 
@@ -79,6 +81,7 @@ class Experiment:
     seeds: list[int]
     fractions: list[float]
     report: ReportOptions
+    executor: dict = field(default_factory=dict)  # [executor], checked: see parse_executor_options
 
     def strategy(self, label: str) -> StrategyEntry:
         return next(s for s in self.strategies if s.label == label)
@@ -158,7 +161,8 @@ def _build(check: Checker, data: dict) -> Experiment:
         colorizers=_colorizers(check, grid.get("colorizers", [default_colorizer])),
         backbones=check.names("[grid] backbones", grid.get("backbones", [default_backbone])),
         seeds=_seeds(check, grid.get("seeds", [0])), fractions=_fractions(check, grid.get("fractions", [1.0])),
-        report=parse_report_options(check, data.get("report", {})))
+        report=parse_report_options(check, data.get("report", {})),
+        executor=parse_executor_options(check, data.get("executor", {})))
 
 
 def _stages(check: Checker, table: dict) -> dict[str, Stage]:
@@ -238,6 +242,54 @@ def parse_report_options(check: Checker, table: dict) -> ReportOptions:
             check.fail("[report] roc", f"must be true or false, got {table['roc']!r}")
         options.roc = table["roc"]
     return options
+
+
+def parse_executor_options(check: Checker, table: dict) -> dict:
+    """[executor]: the same settings as the --slurm-* options (time in minutes, or HH:MM:SS as a string)."""
+    table = check.keys("[executor]", table, EXECUTOR_KEYS)
+    out = {}
+    for key, value in table.items():
+        where = f"[executor] {key}"
+        if key in ("partition", "account"):
+            if not isinstance(value, str) or not value.strip():
+                check.fail(where, f"must be a non-empty string, got {value!r}")
+            out[key] = value.strip()
+        elif key == "time":
+            try:
+                out[key] = parse_minutes(value)
+            except ValueError as exc:
+                check.fail(where, str(exc))
+        else:
+            least = 0 if key == "gpus_per_task" else 1
+            if not _is(value, int) or value < least:
+                check.fail(where, f"must be an integer of at least {least}, got {value!r}")
+            out[key] = value
+    return out
+
+
+def parse_minutes(value) -> int:
+    """A time limit in whole minutes, from minutes or Slurm's forms ("MM", "MM:SS", "HH:MM:SS", "D-HH",
+    "D-HH:MM", "D-HH:MM:SS"); seconds round up."""
+    if _is(value, int) and value > 0:
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    days, dash, clock = text.partition("-")
+    if not dash:
+        days, clock = "0", text
+    parts = clock.split(":")
+    if not (days.isdigit() and 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
+        raise ValueError(f"must be minutes or HH:MM:SS (Slurm's forms, e.g. 90, \"1:30:00\", \"2-00:00:00\"), "
+                         f"got {value!r}")
+    numbers = [int(p) for p in parts]
+    if dash:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = numbers + [0] * (3 - len(numbers))
+    else:  # minutes[:seconds] or hours:minutes:seconds
+        numbers = numbers + [0] if len(numbers) == 1 else numbers
+        hours, minutes, seconds = [0] * (3 - len(numbers)) + numbers
+    total = int(days) * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+    if total < 1:
+        raise ValueError(f"must be at least one minute, got {value!r}")
+    return total
 
 
 # ------------------------------------------------------------------------------------ cross-table checks

@@ -1,4 +1,11 @@
-"""state.json: the status of every run of an experiment, rewritten atomically after each change."""
+"""state.json: the status of every run of an experiment, rewritten atomically after each change; jobs.json:
+the scheduler job each run was last submitted as.
+
+Only the process that runs ``txkit experiment run`` writes state.json. A run trained as a submitit job (on a
+Slurm node or a local subprocess) writes its own record, ``task_states/RUN_ID.json``, instead: many tasks
+finishing at once on a shared file system would otherwise overwrite each other's updates. Loading the state
+folds those records in, the newer of the two winning (every entry carries ``at``, seconds since the epoch).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,27 @@ import json
 import time
 from pathlib import Path
 
-STATE_FILE = "state.json"
-DONE, FAILED, RUNNING, INTERRUPTED = "done", "failed", "running", "interrupted"
+STATE_FILE, JOBS_FILE, TASK_STATES = "state.json", "jobs.json", "task_states"
+DONE, FAILED, RUNNING, INTERRUPTED, QUEUED = "done", "failed", "running", "interrupted", "queued"
+
+
+def _write_json(path: Path, data) -> None:
+    from txkit.training.checkpoint import write_json
+
+    write_json(path, data)
+
+
+def _read(path: Path) -> dict:
+    """A JSON object, or {} for a file that is missing or torn (a task killed while writing)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stamp() -> dict:
+    return {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at": time.time()}
 
 
 class ExperimentState:
@@ -16,8 +42,16 @@ class ExperimentState:
 
     @classmethod
     def load(cls, root: Path) -> "ExperimentState":
-        path = Path(root) / STATE_FILE
-        return cls(root, json.loads(path.read_text())["runs"] if path.exists() else {})
+        root = Path(root)
+        path = root / STATE_FILE
+        runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+        for path in sorted((root / TASK_STATES).glob("*.json")):
+            record, current = _read(path), runs.get(path.stem, {})
+            # A record of the job that state.json names is the later word whatever the clocks of the nodes say
+            same_job = record.get("job_id") is not None and record.get("job_id") == current.get("job_id")
+            if same_job or record.get("at", 0) > current.get("at", 0):
+                runs[path.stem] = {**current, **record}
+        return cls(root, runs)
 
     def status(self, run_id: str) -> str | None:
         return self.runs.get(run_id, {}).get("status")
@@ -30,14 +64,12 @@ class ExperimentState:
 
     def mark(self, run_id: str, status: str, **details) -> None:
         entry = {k: v for k, v in self.runs.get(run_id, {}).items() if k in ("directory", "kind")}
-        entry.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details)
+        entry.update(status=status, **_stamp(), **details)
         self.runs[run_id] = entry
         self.save()
 
     def save(self) -> None:
-        from txkit.training.checkpoint import write_json
-
-        write_json(self.root / STATE_FILE, {"runs": self.runs})
+        _write_json(self.root / STATE_FILE, {"runs": self.runs})
 
     def counts(self, run_ids) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -45,3 +77,28 @@ class ExperimentState:
             status = self.status(run_id) or "pending"
             counts[status] = counts.get(status, 0) + 1
         return counts
+
+
+def write_task_state(root: Path, run_id: str, status: str, **details) -> None:
+    """Called in the job that trains ``run_id``: its own record, read back by ExperimentState.load."""
+    folder = Path(root) / TASK_STATES
+    folder.mkdir(exist_ok=True)
+    _write_json(folder / f"{run_id}.json", {"status": status, **_stamp(), **details})
+
+
+class JobBook:
+    """jobs.json: run id -> {job_id, executor, submitted, folder}, the job each run was last submitted as."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / JOBS_FILE
+        self.jobs: dict[str, dict] = _read(self.path)
+
+    def get(self, run_id: str) -> dict | None:
+        return self.jobs.get(run_id)
+
+    def record(self, run_ids: list[str], job_ids: list[str], executor: str, folder: Path) -> None:
+        submitted = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        for run_id, job_id in zip(run_ids, job_ids):
+            self.jobs[run_id] = {"job_id": job_id, "executor": executor, "submitted": submitted,
+                                 "at": time.time(), "folder": str(folder)}
+        _write_json(self.path, self.jobs)
