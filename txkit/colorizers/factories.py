@@ -19,8 +19,9 @@ class WindowOptions(Options):
 
     windows: Union[str, tuple] = Field(DEFAULT_WINDOWS, description="three LEVEL:WIDTH pairs in Hounsfield units, "
                                        "one per channel (soft tissue, lung, mediastinum)")
-    input_is_unit: bool = Field(True, description="the input is in [0, 1] (8-bit gray / 255) and is mapped to "
-                                "-1024..3071 HU first; false: the input is already in HU")
+    input_is_unit: bool = Field(True, description="the input is in [0, 1] and is mapped to -1024..3071 HU first "
+                                "(true HU only for CT shown over that range: intensity auto or dicom-voi without a "
+                                "header window); false: the input is already in HU (intensity hu sets this)")
 
     @field_validator("windows")
     @classmethod

@@ -270,9 +270,11 @@ class WindowColorizer(nn.Module):
     """Fixed CT window/level per output channel, for Hounsfield-unit inputs; no parameters.
 
     `windows` holds one (level, width) pair per output channel; each channel is
-    clamp((hu - (level - width / 2)) / width, 0, 1). With `input_is_unit=True` the input is taken as
-    scaled to [0, 1] (how txkit feeds grayscale) and mapped linearly to `input_range` in HU first;
-    with `input_is_unit=False` it must already be in HU.
+    clamp((hu - (level - width / 2)) / width, 0, 1). With `input_is_unit=False` the input is in HU and the
+    windows apply to it directly (`intensity` hu feeds the true HU of CT and sets this). With
+    `input_is_unit=True` the input is taken as scaled to [0, 1] and mapped linearly to `input_range` in HU
+    first: the true HU only when the input was made by that same mapping (`intensity` auto / dicom-voi on CT
+    without a header window shows -1024..3071 HU as 0..1); for 8-bit images it is a fixed grey-to-colour map.
     Defaults: soft tissue (40, 400), lung (-600, 1500), mediastinum (50, 350).
     """
 
@@ -293,6 +295,11 @@ class WindowColorizer(nn.Module):
         self.register_buffer("windows", windows_tensor)
         self.input_range = (float(input_range[0]), float(input_range[1]))
         self.input_is_unit = input_is_unit
+
+    @property
+    def input_units(self) -> str:
+        """"HU" when the input must be in Hounsfield units, "unit" for [0, 1] (txkit.datasets.intensity)."""
+        return "unit" if self.input_is_unit else "HU"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hu = self._to_hounsfield(x)

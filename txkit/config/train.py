@@ -108,6 +108,16 @@ class TrainConfig(BaseModel):
     def _parse_weights(cls, value: str) -> str:
         return str(WeightsSource.parse(value))
 
+    @field_validator("intensity")
+    @classmethod
+    def _parse_intensity(cls, value: str) -> str:
+        from txkit.datasets.intensity import IntensityRule, problem
+
+        why = problem(value)
+        if why:
+            raise ValueError(why)  # describe() adds the field and the value
+        return IntensityRule.parse(value).text
+
     @property
     def weights_source(self) -> WeightsSource:
         return WeightsSource.parse(self.weights)

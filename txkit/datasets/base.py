@@ -156,13 +156,15 @@ def _load_dicom_gray(path, missing: str, unreadable: str) -> np.ndarray:
     return dicom_to_uint8(values, info)
 
 
-def read_intensity(path: str | Path) -> tuple[np.ndarray, dict]:
-    """An image's values in its own units, for statistics (``txkit data info``), not for training.
+def read_intensity(path: str | Path, missing: str = "", unreadable: str = "") -> tuple[np.ndarray, dict]:
+    """An image's values in its own units, for the intensity rules (``txkit.datasets.intensity``) and statistics.
 
-    DICOM: :func:`txkit.datasets.dicom.read_dicom` (modality units, "HU" for CT). Other files: 16-bit and 32-bit
-    integer images as stored (unit "16-bit" / "32-bit"), float images as stored ("float"), everything else as the
-    8-bit grey :func:`load_gray` gives ("8-bit"). ``info`` has ``unit``, ``modality`` and ``photometric``
-    (None outside DICOM). Errors are :class:`DataError` naming the file.
+    DICOM: :func:`txkit.datasets.dicom.read_dicom` (modality units, "HU" for CT; ``info`` is its whole header
+    dict, ``format`` "dicom"). Other files (``format`` "image"): 16-bit and 32-bit integer images as stored (unit
+    "16-bit" / "32-bit"; mode I counts as 16-bit when every value fits 16 bits), float images as stored ("float"),
+    everything else as the ``uint8`` grey :func:`load_gray` gives ("8-bit"). ``info`` always has ``unit``,
+    ``modality`` and ``photometric`` (None outside DICOM). Errors are :class:`DataError` naming the file, with the
+    caller's advice appended as in :func:`load_gray`.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -170,11 +172,12 @@ def read_intensity(path: str | Path) -> tuple[np.ndarray, dict]:
 
     if is_dicom(path):
         try:
-            values, info = read_dicom(path)
+            return read_dicom(path)
         except FileNotFoundError:
-            raise DataError(f"{path}: image file not found") from None
-        return values, {"unit": info["unit"], "modality": info["modality"], "photometric": info["photometric"]}
-    plain = {"modality": None, "photometric": None}
+            raise DataError(_advised(f"{path}: image file not found", missing)) from None
+        except DataError as exc:
+            raise DataError(_advised(str(exc), unreadable)) from None
+    plain = {"format": "image", "modality": None, "photometric": None}
     try:
         with Image.open(path) as img:
             img.load()
@@ -186,9 +189,30 @@ def read_intensity(path: str | Path) -> tuple[np.ndarray, dict]:
                 return np.asarray(img, dtype=np.float64), {"unit": "float", **plain}
             return to_gray_uint8(img, path), {"unit": "8-bit", **plain}
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
+        raise DataError(_advised(f"{path}: image file not found", missing)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable or truncated image ({exc})") from None
+        raise DataError(_advised(f"{path}: unreadable or truncated image ({exc})", unreadable)) from None
+
+
+def probe_intensity(path: str | Path) -> dict | None:
+    """The ``info`` of :func:`read_intensity` from the file's header (DICOM header, PIL mode) without decoding
+    pixels, or None when the header cannot tell: unreadable files, and mode I images (whose unit depends on their
+    largest value); read those with :func:`read_intensity`."""
+    from PIL import Image
+
+    from txkit.datasets.dicom import is_dicom, read_header
+
+    try:
+        if is_dicom(path):
+            return read_header(path)
+        with Image.open(path) as img:
+            mode = img.mode
+    except Exception:
+        return None
+    if mode == "I":
+        return None
+    unit = "16-bit" if mode.startswith("I;16") else "float" if mode == "F" else "8-bit"
+    return {"unit": unit, "format": "image", "modality": None, "photometric": None}
 
 
 def _advised(message: str, advice: str) -> str:

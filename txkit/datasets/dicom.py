@@ -97,40 +97,18 @@ def stored_range(bits: int, signed: bool) -> tuple[int, int]:
 def read_dicom(path: str | Path) -> tuple[np.ndarray, dict]:
     """``(values, info)``: float32 (H, W) values after the modality LUT (MONOCHROME1 inverted), and the header facts.
 
-    ``info``: ``modality``, ``photometric``, ``bits_stored``, ``signed``, ``unit`` ("HU" for CT with a rescale and
-    MONOCHROME2, else ``f"{bits}-bit"``), ``window_center`` / ``window_width`` (first value, None when absent) and
-    ``range`` (the stored range after the modality LUT and the inversion, low to high).
+    ``info``: ``format`` ("dicom"), ``modality``, ``photometric``, ``bits_stored``, ``signed``, ``unit`` ("HU" for
+    CT with a rescale and MONOCHROME2, else ``f"{bits}-bit"``), ``window_center`` / ``window_width`` (first value,
+    None when absent) and ``range`` (the stored range after the modality LUT and the inversion, low to high).
     Raises :class:`FileNotFoundError` for a missing file and :class:`DataError` (one line, naming the file) otherwise.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns about odd VRs; txkit reports what it cannot read
-            try:
-                ds = pydicom.dcmread(path)
-            except InvalidDicomError:
-                ds = _forced(path)
-    except DataError:
-        raise
-    except Exception as exc:  # pydicom raises many types on corrupt headers
-        raise DataError(f"{path}: corrupt or truncated DICOM header ({_short(exc)}); replace the file") from None
-
+    ds = _dataset(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DataError(f"{path}: DICOM file without pixel data (a non-image object such as a report, "
                         f"plan or structure set, or a file cut short or stripped of its pixels); remove it from the "
                         f"image folder or list")
-    frames = int(_first(ds.get("NumberOfFrames")) or 1)
-    if frames > 1:
-        raise DataError(f"{path}: multi-frame DICOM ({frames} frames); txkit reads one image per file: split it "
-                        f"into single-frame files (e.g. one per slice)")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    if photometric == "PALETTE COLOR":
-        raise DataError(f"{path}: PALETTE COLOR DICOM is not supported; convert it to MONOCHROME2 or RGB")
+    _check_layout(path, ds)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -140,40 +118,103 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, dict]:
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
-
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * pixels.dtype.itemsize)
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    modality = str(ds.get("Modality") or "").strip().upper() or None
-    info = {"modality": modality, "photometric": photometric, "bits_stored": bits, "signed": signed,
-            "window_center": _first(ds.get("WindowCenter")), "window_width": _first(ds.get("WindowWidth"))}
+    info = _facts(path, ds, colour=pixels.ndim == 3, itemsize=pixels.dtype.itemsize)
+    bits = info["bits_stored"]
 
     if pixels.ndim == 3:  # colour, decoded to RGB by pydicom
         if pixels.shape[-1] != 3:
             raise DataError(f"{path}: DICOM pixel array of shape {pixels.shape} is not one grey or RGB image")
         rgb = pixels.astype(np.float64)
-        top = float(2 ** bits - 1)
         values = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
-        info.update(unit=f"{bits}-bit", range=(0.0, top), window_center=None, window_width=None)
         return values.astype(np.float32), info
     if pixels.ndim != 2:
         raise DataError(f"{path}: DICOM pixel array of shape {pixels.shape} is not one 2-D image")
 
-    smin, smax = stored_range(bits, signed)
-    inverted = photometric == "MONOCHROME1"
-    if inverted:
+    smin, smax = stored_range(bits, info["signed"])
+    if info["photometric"] == "MONOCHROME1":
         pixels = (smin + smax) - pixels.astype(np.int64)
-    apply = _modality_lut()
     try:
-        values = np.asarray(apply(pixels, ds), dtype=np.float64)
-        ends = np.asarray(apply(np.array([smin, smax], dtype=np.int64), ds), dtype=np.float64)
+        values = np.asarray(_modality_lut()(pixels, ds), dtype=np.float64)
     except Exception as exc:
         raise DataError(f"{path}: cannot apply the DICOM modality LUT ({_short(exc)}); fix the rescale tags") from None
-    rescaled = "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds
-    info["unit"] = "HU" if modality == "CT" and rescaled and not inverted else f"{bits}-bit"
-    info["range"] = (float(ends.min()), float(ends.max()))
     if not np.isfinite(values).all():
         raise DataError(f"{path}: has NaN or infinite pixel values; replace the image data")
     return values.astype(np.float32), info
+
+
+def read_header(path: str | Path) -> dict:
+    """The ``info`` of :func:`read_dicom` from the header alone (pixel data neither read nor decoded), for choosing
+    an intensity rule cheaply; a file whose header does not parse is read in full, so its error is the same."""
+    import pydicom
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        _check_layout(path, ds)
+        colour = int(ds.get("SamplesPerPixel") or 1) == 3
+        return _facts(path, ds, colour=colour, itemsize=int(ds.get("BitsAllocated") or 16) // 8)
+    except FileNotFoundError:
+        raise
+    except Exception:
+        return read_dicom(path)[1]
+
+
+def _dataset(path: Path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about odd VRs; txkit reports what it cannot read
+            try:
+                return pydicom.dcmread(path)
+            except InvalidDicomError:
+                return _forced(path)
+    except DataError:
+        raise
+    except Exception as exc:  # pydicom raises many types on corrupt headers
+        raise DataError(f"{path}: corrupt or truncated DICOM header ({_short(exc)}); replace the file") from None
+
+
+def _check_layout(path: Path, ds) -> None:
+    frames = int(_first(ds.get("NumberOfFrames")) or 1)
+    if frames > 1:
+        raise DataError(f"{path}: multi-frame DICOM ({frames} frames); txkit reads one image per file: split it "
+                        f"into single-frame files (e.g. one per slice)")
+    if _photometric(ds) == "PALETTE COLOR":
+        raise DataError(f"{path}: PALETTE COLOR DICOM is not supported; convert it to MONOCHROME2 or RGB")
+
+
+def _photometric(ds) -> str:
+    return str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+
+
+def _facts(path: Path, ds, colour: bool, itemsize: int) -> dict:
+    """The header facts of ``info`` (see :func:`read_dicom`), the unit and the stored range included."""
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * itemsize)
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    modality = str(ds.get("Modality") or "").strip().upper() or None
+    photometric = _photometric(ds)
+    info = {"format": "dicom", "modality": modality, "photometric": photometric, "bits_stored": bits,
+            "signed": signed, "window_center": _first(ds.get("WindowCenter")),
+            "window_width": _first(ds.get("WindowWidth"))}
+    if colour:
+        info.update(unit=f"{bits}-bit", range=(0.0, float(2 ** bits - 1)), window_center=None, window_width=None)
+        return info
+    smin, smax = stored_range(bits, signed)
+    try:
+        ends = np.asarray(_modality_lut()(np.array([smin, smax], dtype=np.int64), ds), dtype=np.float64)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot apply the DICOM modality LUT ({_short(exc)}); fix the rescale tags") from None
+    inverted = photometric == "MONOCHROME1"
+    rescaled = "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds
+    info["unit"] = "HU" if modality == "CT" and rescaled and not inverted else f"{bits}-bit"
+    info["range"] = (float(ends.min()), float(ends.max()))
+    return info
 
 
 def _forced(path: Path):
@@ -236,9 +277,9 @@ def display_window(info: dict) -> tuple[float, float] | None:
     return c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
 
 
-def dicom_to_uint8(values: np.ndarray, info: dict) -> np.ndarray:
-    """The default display rule for DICOM (docs/training.md): header window, else CT's fixed HU range, else the
-    stored range after the modality LUT; linear, clipped, rounded to 8 bits."""
+def display_range(info: dict) -> tuple[float, float]:
+    """The default DICOM display rule as (low, high) in the values :func:`read_dicom` returns (docs/training.md):
+    the header window, else CT's fixed HU range, else the stored range after the modality LUT."""
     window = display_window(info)
     if window is not None:
         low, high = window
@@ -246,7 +287,11 @@ def dicom_to_uint8(values: np.ndarray, info: dict) -> np.ndarray:
         low, high = CT_RANGE
     else:
         low, high = info["range"]
-    if high <= low:
-        high = low + 1.0
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def dicom_to_uint8(values: np.ndarray, info: dict) -> np.ndarray:
+    """:func:`display_range`, linear, clipped, rounded to 8 bits (what ``Split.image`` gives for a DICOM)."""
+    low, high = display_range(info)
     scaled = (values.astype(np.float64) - low) * (255.0 / (high - low))
     return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)

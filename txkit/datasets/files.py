@@ -62,7 +62,7 @@ def file_split(paths: Sequence[Path], labels, groups=None, missing: str = MISSIN
     paths = list(paths)
     names = [str(p) for p in paths]
     return Split(lambda i: load_image(paths[i], missing), np.asarray(labels), groups, names,
-                 read=lambda i: read_intensity(paths[i]), sources=names)
+                 read=lambda i: read_intensity(paths[i], missing, UNREADABLE_ADVICE), sources=names)
 
 
 def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,

@@ -51,11 +51,7 @@ def intensity_stats(split: Split, sample: int = INTENSITY_SAMPLE) -> dict:
     for i in picks:
         i = int(i)
         try:
-            path = split.ids[i] if split.named else None
-            if path is not None and Path(path).is_file():
-                values, meta = read_intensity(path)
-            else:
-                values, meta = split.image(i), {"unit": "8-bit", "modality": None, "photometric": None}
+            values, meta = _values(split, i, read_intensity)
         except DataError as exc:
             errors.append(str(exc))
             continue
@@ -79,18 +75,33 @@ def intensity_stats(split: Split, sample: int = INTENSITY_SAMPLE) -> dict:
     return stats
 
 
+def _values(split: Split, index: int, read) -> tuple[np.ndarray, dict]:
+    """Stored values: the split's own reader, else (plugin splits without one) the file its id names when that
+    exists, else the 8-bit grey."""
+    if getattr(split, "_read", None) is None and split.named and Path(split.ids[index]).is_file():
+        return read(split.ids[index])
+    return split.values(index)
+
+
 def intensity_warnings(per_split: dict) -> list[str]:
     """One line per mix over the whole dataset: several DICOM modalities, or several units / bit depths."""
     from collections import Counter
 
+    modalities, units = Counter(), Counter()
+    for stats in per_split.values():
+        modalities.update(stats.get("modalities", {}))
+        units.update(stats.get("units", {}))
+    return mix_warnings(modalities, units)
+
+
+def mix_warnings(modalities, units, where: str = "in the sampled images") -> list[str]:
+    """A warning with the counts for several modalities, and one for several units / bit depths (also used when a
+    run fits its intensity rule, ``txkit.datasets.intensity``)."""
     warnings = []
-    for key, what in (("modalities", "modalities"), ("units", "units / bit depths")):
-        total = Counter()
-        for stats in per_split.values():
-            total.update(stats.get(key, {}))
+    for total, what in ((modalities, "modalities"), (units, "units / bit depths")):
         if len(total) > 1:
             counts = ", ".join(f"{name} {count}" for name, count in total.most_common())
-            warnings.append(f"mixed {what} in the sampled images ({counts}); one display rule may not fit all")
+            warnings.append(f"mixed {what} {where} ({counts}); one intensity rule may not fit all")
     return warnings
 
 
