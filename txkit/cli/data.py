@@ -1,4 +1,5 @@
-"""`txkit data info`: what a dataset holds, per split, after its label policy. Never imports torch."""
+"""`txkit data info`: what a dataset holds, per split, after its label policy (never imports torch);
+`txkit data cache`: build, list and clear the decode-once image cache (txkit.cache.images)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from txkit.cli.options import complete_names, parse_key_values
 
 @click.group("data", cls=TxkitGroup)
 def data_group():
-    """Inspect datasets: `txkit data info NAME --data-root PATH`."""
+    """Inspect datasets (`txkit data info NAME --data-root PATH`) and cache their images (`txkit data cache`)."""
 
 
 @data_group.command("info")
@@ -42,6 +43,122 @@ def info_command(name, data_root, data_options, skip_bad_images, sample, intensi
         click.echo(json.dumps(report, indent=2))
         return
     print_report(report)
+
+
+@data_group.command("cache")
+@click.argument("name", required=False, shell_complete=complete_names("dataset"))
+@click.option("--data-root", type=click.Path(), help="Where the dataset lives (folder, CSV or .npz file).")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, repeatable (e.g. --data-option policy=ones).")
+@click.option("--image-size", type=click.IntRange(16), help="Square size the images are resized to, as "
+              "`txkit train --image-size` (default: the dataset's, else 224).")
+@click.option("--intensity", default="auto", show_default=True, metavar="RULE",
+              help="Intensity rule, as `txkit train --intensity`.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip (count) unreadable images, as `txkit train` would.")
+@click.option("--cache-dir", type=click.Path(), help="Cache root (default: $TXKIT_CACHE_DIR, else ~/.cache/txkit).")
+@click.option("--list", "list_caches", is_flag=True, help="List the caches instead of building one.")
+@click.option("--clear", is_flag=True, help="Remove caches (all, or those older than --older-than).")
+@click.option("--older-than", type=click.FloatRange(0), metavar="DAYS", help="With --clear: only caches "
+              "created more than DAYS days ago.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def cache_command(name, data_root, data_options, image_size, intensity, skip_bad_images, cache_dir, list_caches,
+                  clear, older_than, as_json):
+    """Build the image cache of every split of dataset NAME ahead of training, or --list / --clear caches."""
+    from txkit.cache.images import cache_root
+
+    root = cache_root(cache_dir)
+    if list_caches + clear + (name is not None) != 1:
+        raise click.UsageError("give a dataset NAME to build its cache, or --list, or --clear (one of them)")
+    if older_than is not None and not clear:
+        raise click.UsageError("--older-than goes with --clear")
+    if list_caches:
+        _list_caches(root, as_json)
+    elif clear:
+        _clear_caches(root, older_than, as_json)
+    else:
+        options = parse_key_values(data_options, "--data-option")
+        if skip_bad_images:
+            options["skip_bad_images"] = True
+        _build_caches(name, data_root, options, image_size, intensity, cache_dir, as_json)
+
+
+def _build_caches(name, data_root, options, image_size, intensity, cache_dir, as_json) -> None:
+    from rich.table import Table
+
+    from txkit.cache.images import CacheSettings, open_images
+    from txkit.cli.output import print_table
+    from txkit.datasets.intensity import IntensityRule
+    from txkit.plugins import create
+
+    dataset = create("dataset", name, root=data_root, **options)
+    dataset.check_labels()
+    dataset.check_splits()
+    size = int(image_size or dataset.info.get("image_size") or 224)
+    fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
+    rule = IntensityRule.parse(intensity).fit(fitted_on)
+    settings = CacheSettings(enabled=True, directory=cache_dir)
+    rows = []
+    for split_name, split in dataset.splits.items():
+        store = open_images(split, size, rule, settings, label=f"{dataset.name} {split_name}")
+        rows.append({"split": split_name, "images": len(split), "status": store.status if store else "in memory",
+                     "key": store.header["key"] if store else None,
+                     "bytes": store.header["bytes"] if store else 0})
+    if as_json:
+        click.echo(json.dumps({"dataset": dataset.name, "image_size": size, "intensity": rule.key,
+                               "root": str(settings.root), "splits": rows}, indent=2))
+        return
+    table = Table(box=None, header_style="bold", title=f"{dataset.name} at {size} px, intensity {rule.key}")
+    for column in ("split", "images", "cache", "key", "size"):
+        table.add_column(column, justify="right" if column in ("images", "size") else "left")
+    for row in rows:
+        table.add_row(row["split"], f"{row['images']:,}", row["status"], (row["key"] or "-")[:12],
+                      human_bytes(row["bytes"]) if row["key"] else "-")
+    print_table(table)
+    if any(row["key"] is None for row in rows):
+        click.echo("splits without image files (in-memory datasets) are not cached on disk; they need no decoding")
+    click.echo(f"cache: {settings.root / 'images'}")
+
+
+def _list_caches(root, as_json: bool) -> None:
+    from rich.table import Table
+
+    from txkit.cache.images import list_caches
+    from txkit.cli.output import print_table
+
+    headers = list_caches(root)
+    if as_json:
+        click.echo(json.dumps({"root": str(root), "caches": headers}, indent=2))
+        return
+    if not headers:
+        click.echo(f"no image caches in {root / 'images'}")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("key", "dataset", "size", "images", "dtype", "bytes", "created"):
+        table.add_column(column, justify="right" if column in ("size", "images", "bytes") else "left")
+    for h in headers:
+        table.add_row(h["key"][:12], h.get("label") or "-", f"{h['size']} px", f"{h['images']:,}", h["dtype"],
+                      human_bytes(h["bytes"]), h.get("created", "-"))
+    print_table(table)
+    click.echo(f"{len(headers)} cache(s), {human_bytes(sum(h['bytes'] for h in headers))} in {root / 'images'}")
+
+
+def _clear_caches(root, older_than, as_json: bool) -> None:
+    from txkit.cache.images import clear_caches
+
+    removed, freed = clear_caches(root, older_than)
+    if as_json:
+        click.echo(json.dumps({"root": str(root), "removed": removed, "bytes_freed": freed}))
+        return
+    age = f" older than {older_than:g} day(s)" if older_than is not None else ""
+    click.echo(f"removed {removed} image cache(s){age} ({human_bytes(freed)}) from {root / 'images'}")
+
+
+def human_bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
 
 
 def print_report(report: dict) -> None:

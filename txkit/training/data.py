@@ -1,37 +1,123 @@
-"""From a TxDataset to tensors: resizing, in-memory caching of small splits, seeded fractions, loaders."""
+"""From a TxDataset to tensors: the intensity rule, the image cache, seeded fractions, loaders."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from txkit.cache.images import CacheSettings, open_images
 from txkit.datasets.base import Split, TxDataset
+from txkit.datasets.intensity import IntensityRule, load_input
 from txkit.errors import DataError, TxkitError
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 
 
 class TensorSplit(Dataset):
-    """Yields (1, S, S) float images in [0, 1] and labels; caches resized images when the split is small."""
+    """Yields (1, S, S) float images and labels: uint8 pixels scaled by 1/255, float32 pixels as the rule gave them.
 
-    def __init__(self, split: Split, size: int, task: str):
-        self.split, self.size, self.task = split, size, task
-        self._cache: dict[int, np.ndarray] | None = {} if len(split) * size * size <= CACHE_LIMIT_BYTES else None
+    Pixels come from the disk image cache (:mod:`txkit.cache.images`) when ``cache`` enables it and the split has
+    source files, else from ``load_input`` (kept in the main process's memory when the split is small). ``indices``
+    selects a subset (a `fraction`) while the disk cache covers the whole ``split``, so runs of every fraction
+    share one cache. The tensors are the same either way.
+    """
+
+    def __init__(self, split: Split, size: int, task: str, rule: IntensityRule | None = None,
+                 cache: CacheSettings | None = None, indices=None, label: str = ""):
+        self.size, self.task, self.rule = size, task, rule or IntensityRule("auto")
+        self.rows = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self.split = split if self.rows is None else split.subset(self.rows)
+        self.store = open_images(split, size, self.rule, cache, label)
+        self.cache_status = self.store.status if self.store is not None else (
+            "off" if cache is None or not cache.enabled else "memory")
+        small = len(self.split) * size * size <= CACHE_LIMIT_BYTES
+        self._memory: dict[int, np.ndarray] | None = {} if self.store is None and small else None
+        self.targets = torch.as_tensor(self.split.labels, dtype=torch.float32 if task == "multilabel" else torch.long)
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int):
-        image = self._cache.get(index) if self._cache is not None else None
+    def pixels(self, index: int) -> np.ndarray:
+        if self.store is not None:
+            return self.store.array[index if self.rows is None else self.rows[index]]
+        # Memoised in the main process only: persistent workers would each hold a copy of the split.
+        memory = self._memory if torch.utils.data.get_worker_info() is None else None
+        image = memory.get(index) if memory is not None else None
         if image is None:
-            image = resize_gray(self.split.image(index), self.size)
-            if self._cache is not None:
-                self._cache[index] = image
-        x = torch.tensor(image, dtype=torch.float32).div_(255.0).unsqueeze(0)
-        label = self.split.labels[index]
-        y = torch.as_tensor(label, dtype=torch.float32 if self.task == "multilabel" else torch.long)
-        return x, y
+            image = load_input(self.split, index, self.size, self.rule)
+            if memory is not None:
+                memory[index] = image
+        return image
+
+    def __getitem__(self, index: int):
+        return pixels_to_tensor(self.pixels(index)).unsqueeze(0), self.targets[index].clone()
+
+    def __getitems__(self, indices: list[int]) -> "StackedBatch":
+        """A whole batch at once (DataLoader's batched fetch): one read of the memmap, one conversion."""
+        x = _batch_tensor((len(indices), 1, self.size, self.size))
+        if self.store is not None:
+            rows = np.asarray(indices, dtype=np.int64)
+            to_float(self.store.array[rows if self.rows is None else self.rows[rows]], x.numpy()[:, 0])
+        else:
+            for k, index in enumerate(indices):
+                to_float(self.pixels(index), x.numpy()[k, 0])
+        return StackedBatch(x, self.targets[torch.as_tensor(indices, dtype=torch.long)])
+
+
+def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """One image's network input: uint8 scaled by 1/255 (float32), float32 kept (a copy either way)."""
+    return torch.from_numpy(to_float(pixels, np.empty(pixels.shape, dtype=np.float32)))
+
+
+def to_float(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``pixels`` into the float32 array ``out``: uint8 / 255 in float32 (IEEE division, the same values as
+    ``intensity.as_float`` and torch's ``div_``), float32 copied. numpy, single-threaded: torch's threaded
+    element-wise ops stall when the cores are busy (the model, other runs)."""
+    out[...] = pixels
+    if pixels.dtype == np.uint8:
+        np.divide(out, np.float32(255.0), out=out)
+    return out
+
+
+def _batch_tensor(shape) -> torch.Tensor:
+    # In a worker process, write the batch straight into shared memory (as default_collate does): no copy
+    # when it is sent to the main process.
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    elem = torch.empty(0, dtype=torch.float32)
+    return elem.new(elem._typed_storage()._new_shared(int(np.prod(shape)))).resize_(*shape)
+
+
+class StackedBatch(Sequence):
+    """A batch already stacked; still a sequence of (x, y) samples for DataLoader's default collate."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, k):
+        return self.x[k], self.y[k]
+
+
+def collate(batch):
+    from torch.utils.data import default_collate
+
+    return [batch.x, batch.y] if isinstance(batch, StackedBatch) else default_collate(batch)
+
+
+def input_rule(cfg, dataset: TxDataset) -> IntensityRule:
+    """The run's intensity rule (`intensity`) with its statistics fitted on the training split."""
+    fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
+    return IntensityRule.parse(cfg.intensity).fit(fitted_on)
+
+
+def cache_settings(cfg) -> CacheSettings:
+    return CacheSettings(enabled=cfg.image_cache, directory=cfg.cache_dir)
 
 
 def resize_gray(image: np.ndarray, size: int) -> np.ndarray:
@@ -100,14 +186,78 @@ def resolve_workers(value: int | str, device) -> int:
     return min(8, os.cpu_count() or 1) if getattr(device, "type", device) == "cuda" else 0
 
 
+def loader_options(num_workers: int, device=None, persistent: bool = False) -> dict:
+    """Pinned memory and deeper prefetching when a GPU trains; ``persistent`` keeps the workers of a loader that
+    is iterated again (every epoch) alive instead of starting them anew."""
+    cuda = getattr(device, "type", device) == "cuda"
+    options = {"num_workers": num_workers, "pin_memory": cuda, "collate_fn": collate}
+    if num_workers > 0:
+        options.update(persistent_workers=persistent, prefetch_factor=4 if cuda else 2)
+    return options
+
+
 def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
-                num_workers: int = 0, sampler: Sampler | None = None) -> DataLoader:
-    """Training loaders (``shuffle``) use ShuffledBatches unless a batch ``sampler`` is given; evaluation
-    keeps every image in order."""
+                num_workers: int = 0, sampler: Sampler | None = None, device=None) -> DataLoader:
+    """A one-off loader. Training loaders (``shuffle``) use ShuffledBatches unless a batch ``sampler`` is given;
+    evaluation keeps every image in order. A run uses :class:`Loaders` instead, whose workers live across epochs."""
     if shuffle:
         batches = sampler or ShuffledBatches(len(data), batch_size, seed, epoch)
-        return DataLoader(data, batch_sampler=batches, num_workers=num_workers)
-    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        return DataLoader(data, batch_sampler=batches, **loader_options(num_workers, device))
+    return DataLoader(data, batch_size=batch_size, shuffle=False, **loader_options(num_workers, device))
+
+
+class EpochBatches(Sampler):
+    """The batch sampler of a loader that lives across epochs: ``current`` (one epoch's batches) is set before
+    each epoch, in the main process, where DataLoader reads its batch sampler."""
+
+    def __init__(self):
+        self.current = None
+
+    def __iter__(self):
+        return iter(self.current)
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+
+class Loaders:
+    """The loaders of one run, each made once per TensorSplit: with workers they are persistent, so the worker
+    processes (and their open memmaps) live across epochs. Batches stay those of ShuffledBatches(seed, epoch)
+    (or the given sampler), and every epoch draws from torch's global generator as a fresh loader does, so runs,
+    resumed runs and old seeds see the same batches and the same augmentation."""
+
+    def __init__(self, batch_size: int, seed: int, num_workers: int, device=None):
+        self.batch_size, self.seed, self.num_workers, self.device = batch_size, seed, num_workers, device
+        self._made: dict[tuple, tuple[TensorSplit, DataLoader]] = {}
+
+    def train(self, data: TensorSplit, epoch: int, sampler: Sampler | None = None) -> DataLoader:
+        loader = self._loader(("train", _identity(data)), data, lambda: dict(batch_sampler=EpochBatches()))
+        loader.batch_sampler.current = sampler or ShuffledBatches(len(data), self.batch_size, self.seed, epoch)
+        return loader
+
+    def evaluation(self, data: TensorSplit, batch_size: int) -> DataLoader:
+        return self._loader(("eval", _identity(data), batch_size), data,
+                            lambda: dict(batch_size=batch_size, shuffle=False))
+
+    def _loader(self, key: tuple, data: TensorSplit, how) -> DataLoader:
+        made = self._made.get(key)
+        if made is None:
+            loader = DataLoader(data, **how(), **loader_options(self.num_workers, self.device, persistent=True))
+            self._made[key] = (data, loader)  # holding data keeps its id unique while the loader lives
+            return loader
+        loader = made[1]
+        if loader._iterator is not None:  # a persistent loader's next epoch draws no seed; draw it as a fresh one would
+            torch.empty((), dtype=torch.int64).random_()
+        return loader
+
+
+def _identity(data) -> tuple:
+    """One loader per dataset object, and per (dataset, indices) for a Subset made anew each epoch (a shard)."""
+    from torch.utils.data import Subset
+
+    if isinstance(data, Subset):
+        return ("subset", *_identity(data.dataset), tuple(data.indices))
+    return (id(data),)
 
 
 def check_nonempty(dataset: TxDataset, names=("train", "val")) -> None:

@@ -1,0 +1,257 @@
+"""The decode-once image cache (txkit.cache.images) and the loaders that read it (txkit.training.data)."""
+
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import txkit.datasets.intensity as intensity
+import txkit.training.data as data_module
+from txkit.cache.images import CacheSettings, cache_root, clear_caches, list_caches, open_images
+from txkit.cli.data import data_group
+from txkit.datasets.intensity import IntensityRule
+from txkit.errors import DataError
+from txkit.plugins import create
+from txkit.training.data import Loaders, ShuffledBatches, TensorSplit, make_loader
+
+SIZE = 16
+
+
+def write_folder(root, per_class=6, seed=0, bits="mixed"):
+    """Two classes of PNGs of assorted sizes: 8-bit, 16-bit or both."""
+    rng = np.random.default_rng(seed)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            shape = (18 + i, 23 - i)
+            if bits == "16" or (bits == "mixed" and i % 2):
+                Image.fromarray(rng.integers(0, 65536, shape, dtype=np.uint16)).save(root / name / f"{i}.png")
+            else:
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return CacheSettings(directory=str(tmp_path / "cache"), progress=False)
+
+
+def train_split(folder):
+    return create("dataset", "imagefolder", root=str(folder), val_fraction=0.0).split("train")
+
+
+def assert_same(a: TensorSplit, b: TensorSplit):
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        (xa, ya), (xb, yb) = a[i], b[i]
+        assert xa.dtype == xb.dtype == torch.float32 and xa.shape == (1, SIZE, SIZE)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    for (xa, ya), (xb, yb) in zip(make_loader(a, 5, True, seed=3), make_loader(b, 5, True, seed=3)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("bits, modes", [("8", {"L"}), ("16", {"I;16"}), ("mixed", {"L", "I;16"})])
+def test_tensors_identical_with_and_without_cache_8_and_16_bit(tmp_path, settings, bits, modes):
+    split = train_split(write_folder(tmp_path / "images", bits=bits))
+    assert {Image.open(p).mode for p in split.sources} == modes
+    plain, cached = TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings)
+    assert (plain.cache_status, cached.cache_status) == ("off", "built")
+    assert_same(plain, cached)
+    again = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    assert again.cache_status == "hit"
+    assert_same(plain, again)
+    assert plain[0][0].max() <= 1 and plain[0][0].std() > 0
+    if bits == "8":
+        assert cached.store.header["dtype"] == "uint8"
+        # the values txkit always gave for 8-bit images (torch's division), so earlier runs reproduce
+        old_rule = torch.tensor(cached.store.array[1], dtype=torch.float32).div_(255.0)
+        assert torch.equal(cached[1][0][0], old_rule)
+        assert torch.equal(cached[1][0][0], torch.from_numpy(intensity.as_float(cached.store.array[1])))
+
+
+def test_fraction_subset_shares_the_whole_split_cache(folder, settings):
+    split = train_split(folder)
+    keep = [0, 3, 4, 9]
+    TensorSplit(split, SIZE, "multiclass", cache=settings)
+    part = TensorSplit(split, SIZE, "multiclass", cache=settings, indices=keep)
+    assert part.cache_status == "hit" and len(part) == 4
+    assert_same(TensorSplit(split.subset(keep), SIZE, "multiclass"), part)
+
+
+def test_float_images_and_a_late_float_image_promote_the_file(folder, settings, monkeypatch):
+    original = intensity.load_input
+
+    def some_floats(split, index, size, rule):  # as a rule giving floats for some images (e.g. 16-bit ones)
+        image = original(split, index, size, rule)
+        return (image.astype(np.float32) / 7.0) if index >= 3 else image
+
+    monkeypatch.setattr(intensity, "load_input", some_floats)
+    monkeypatch.setattr(data_module, "load_input", some_floats)
+    split = train_split(folder)
+    cached = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    assert cached.store.header["dtype"] == "float32"
+    assert_same(TensorSplit(split, SIZE, "multiclass"), cached)
+    assert not list((settings.root / "images").glob("*.tmp"))
+
+
+def test_edited_image_invalidates_the_cache(folder, settings):
+    split = train_split(folder)
+    first = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    old_key, old_pixels = first.store.header["key"], first[2][0].clone()
+    path = split.sources[2]
+    with Image.open(path) as img:
+        shape, mode = img.size[::-1], img.mode
+    flipped = 255 - np.asarray(Image.open(path).convert("L")) if mode == "L" else None
+    Image.fromarray(flipped if flipped is not None else np.full(shape, 1000, np.uint16)).save(path)
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = TensorSplit(train_split(folder), SIZE, "multiclass", cache=settings)
+    assert second.cache_status == "built" and second.store.header["key"] != old_key
+    assert not torch.equal(second[2][0], old_pixels)
+    assert_same(TensorSplit(train_split(folder), SIZE, "multiclass"), second)
+
+
+def test_killed_build_is_never_trusted(folder, settings, monkeypatch):
+    split = train_split(folder)
+    original = intensity.load_input
+
+    def dies_at_five(split, index, size, rule):
+        if index == 5:
+            raise KeyboardInterrupt  # the build is cut short mid-way
+        return original(split, index, size, rule)
+
+    monkeypatch.setattr(intensity, "load_input", dies_at_five)
+    with pytest.raises(KeyboardInterrupt):
+        TensorSplit(split, SIZE, "multiclass", cache=settings)
+    images = settings.root / "images"
+    assert not list(images.glob("*.npy")) and not list(images.glob("*.json")) and not list(images.glob("*.tmp"))
+    monkeypatch.setattr(intensity, "load_input", original)
+    built = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    key = built.store.header["key"]
+    # A SIGKILLed build leaves a temp file; a data file whose header (the complete-marker) is missing, or whose
+    # size disagrees with it, is not trusted either.
+    (images / f"{key}.4242-deadbeef.tmp").write_bytes(b"partial")
+    (images / f"{key}.json").unlink()
+    rebuilt = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    assert rebuilt.cache_status == "built" and not list(images.glob("*.tmp"))
+    with open(images / f"{key}.npy", "ab") as handle:
+        handle.write(b"\0" * 10)
+    assert TensorSplit(split, SIZE, "multiclass", cache=settings).cache_status == "built"
+    assert_same(TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings))
+
+
+def _build_in_process(folder, cache_dir, barrier, results):
+    split = train_split(folder)
+    barrier.wait()
+    store = open_images(split, SIZE, IntensityRule("auto"), CacheSettings(directory=cache_dir, progress=False))
+    results.put((store.status, store.header["key"], np.array(store.array)))
+
+
+def test_two_processes_building_at_once_both_get_the_same_data(folder, settings):
+    context = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_build_in_process, args=(folder, str(settings.root), barrier, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    got = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert sorted(status for status, _, _ in got) == ["built", "hit"]
+    assert got[0][1] == got[1][1] and np.array_equal(got[0][2], got[1][2])
+    reference = TensorSplit(train_split(folder), SIZE, "multiclass")
+    pixels = torch.stack([data_module.pixels_to_tensor(image) for image in got[0][2]])
+    assert torch.equal(pixels[:, None], torch.stack([reference[i][0] for i in range(len(reference))]))
+    assert len(list_caches(settings.root)) == 1
+
+
+def test_workers_read_the_memmap_and_persist_across_epochs(folder, settings):
+    split = train_split(folder)
+    plain, cached = TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings)
+    loaders = Loaders(4, seed=5, num_workers=2)
+    first_loader = None
+    for epoch in range(2):
+        loader = loaders.train(cached, epoch)
+        first_loader = first_loader or loader
+        assert loader is first_loader and loader.persistent_workers
+        batches = list(ShuffledBatches(len(plain), 4, 5, epoch))
+        for (x, y), batch in zip(loader, batches, strict=True):
+            assert torch.equal(x, torch.stack([plain[i][0] for i in batch]))
+            assert torch.equal(y, torch.stack([plain[i][1] for i in batch]))
+    evaluation = list(loaders.evaluation(cached, 7))
+    assert torch.equal(torch.cat([x for x, _ in evaluation]), torch.stack([plain[i][0] for i in range(len(plain))]))
+
+
+def test_reused_loader_draws_from_the_global_generator_like_a_fresh_one(folder, settings):
+    data = TensorSplit(train_split(folder), SIZE, "multiclass", cache=settings)
+    loaders = Loaders(4, seed=0, num_workers=2)
+    list(loaders.train(data, 0))
+    torch.manual_seed(11)
+    list(loaders.train(data, 1))
+    reused = torch.rand(3)
+    torch.manual_seed(11)
+    list(make_loader(data, 4, True, 0, 1))
+    assert torch.equal(reused, torch.rand(3))
+
+
+def test_cache_dir_setting_environment_and_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("TXKIT_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env" and cache_root(tmp_path / "field") == tmp_path / "field"
+    monkeypatch.delenv("TXKIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "txkit"
+
+
+def test_unwritable_cache_dir_is_one_line(folder, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="`cache_dir`"):
+        TensorSplit(train_split(folder), SIZE, "multiclass", cache=CacheSettings(directory=str(blocker)))
+
+
+def test_cli_builds_lists_and_clears(folder, settings):
+    runner = CliRunner()
+    base = ["cache", "--cache-dir", str(settings.root)]
+    built = runner.invoke(data_group, [*base[:1], "imagefolder", "--data-root", str(folder), "--image-size", "16",
+                                       *base[1:], "--json"])
+    assert built.exit_code == 0, built.output
+    report = json.loads(built.output)
+    assert report["image_size"] == 16 and {s["status"] for s in report["splits"]} == {"built"}
+    again = runner.invoke(data_group, [*base[:1], "imagefolder", "--data-root", str(folder), "--image-size", "16",
+                                       *base[1:]])
+    assert again.exit_code == 0 and "hit" in again.output and "built" not in again.output
+    listed = runner.invoke(data_group, [*base, "--list"])
+    assert listed.exit_code == 0 and "imagefolder train" in listed.output and "16 px" in listed.output
+    assert len(json.loads(runner.invoke(data_group, [*base, "--list", "--json"]).output)["caches"]) == 3
+    kept = runner.invoke(data_group, [*base, "--clear", "--older-than", "1"])
+    assert kept.exit_code == 0 and "removed 0" in kept.output and len(list_caches(settings.root)) == 3
+    cleared = runner.invoke(data_group, [*base, "--clear"])
+    assert cleared.exit_code == 0 and "removed 3" in cleared.output and not list_caches(settings.root)
+    assert clear_caches(settings.root) == (0, 0)
+    misuse = runner.invoke(data_group, ["cache", "--list", "--clear"])
+    assert misuse.exit_code != 0 and "one of them" in misuse.output
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(folder, settings, monkeypatch):
+    import errno
+
+    import txkit.cache.images as images_module
+
+    def full(self, index, image):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images_module._Writer, "put", full)
+    with pytest.raises(DataError, match="No space left on device.*`cache_dir`"):
+        TensorSplit(train_split(folder), SIZE, "multiclass", cache=settings)
+    assert [p.suffix for p in (settings.root / "images").iterdir()] == [".lock"]
