@@ -335,7 +335,14 @@ def scale(values: np.ndarray, info: dict, how: str, rule: IntensityRule, source)
     if info.get("format") == "dicom":  # bitdepth on DICOM: the stored range after the modality LUT
         low, high = info["range"]
         return _linear(values, low, high if high > low else low + 1.0)
-    return values / TOPS.get(info.get("unit"), 255.0)
+    top = TOPS.get(info.get("unit"), 255.0)
+    if values.size:  # bitdepth means "divide by the format's maximum": values beyond it have no such meaning
+        from txkit.datasets.base import check_pixel_range
+
+        limit = "float images must lie in [0, 1]" if info.get("unit") == "float" else f"the limit is {top:g}"
+        check_pixel_range(values.min(), values.max(), top, source,
+                          f"{limit} under `intensity` bitdepth (or choose percentile:LOW:HIGH, window or minmax)")
+    return values / top
 
 
 def _linear(values: np.ndarray, low: float, high: float) -> np.ndarray:
