@@ -22,17 +22,19 @@ def _fmt(value) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_command(out, resume, as_json, **options):
     """Train a transfer-learning model. With no options: the embedded synthetic-dld set on
-    efficientnet_lite0 with ImageNet weights, strategy `full`."""
-    from txkit.training import session
+    efficientnet_lite0 with ImageNet weights, strategy `full`. Under torchrun (torchrun --nproc_per_node N -m
+    txkit train ...) one run trains on N processes; --batch-size is then the global batch (docs/scaling.md)."""
+    from txkit.training import distributed, session
 
-    if resume:
-        run_dir, summary = session.resume(resume)
-    else:
-        run_dir, summary = session.train(config_from_options(options), out)
-    if as_json:
-        click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
-        return
-    _print_summary(run_dir, summary)
+    with distributed.launch():  # under torchrun: one run on every process, one line on a failure (docs/scaling.md)
+        if resume:
+            run_dir, summary = session.resume(resume)
+        else:
+            run_dir, summary = session.train(distributed.main_first(config_from_options, options), out)
+        if as_json:
+            click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+            return
+        _print_summary(run_dir, summary)
 
 
 def _print_summary(run_dir, summary: dict) -> None:

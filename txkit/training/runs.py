@@ -64,9 +64,12 @@ def environment() -> dict:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    from txkit.training import distributed
+
     plugins = {p.distribution: p.version for p in get_plugins().plugins.values()}
     return {"versions": versions, "plugins": plugins, "git_commit": _git_commit(),
-            "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "distributed": distributed.record()}  # world size and gradient backend (torchrun)
 
 
 def _git_commit() -> str | None:
