@@ -141,3 +141,8 @@ def sum_first_conv(backbone: Backbone) -> None:
     conv = backbone.model.get_submodule(backbone.first_conv)
     conv.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
     conv.in_channels = 1
+
+
+def to_input(x: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """A batch on ``device``; image batches (4-d) in the network's memory format (channels_last on CUDA)."""
+    return x.to(device, memory_format=memory_format) if x.dim() == 4 else x.to(device)

@@ -14,15 +14,16 @@ from torch import nn
 
 from txkit.datasets.base import TxDataset
 from txkit.errors import TxkitError
-from txkit.network import TxNet
+from txkit.cache.features import FeatureCache
+from txkit.network import TxNet, to_input
 from txkit.plugins import create
 from txkit.strategies import Strategy
 from txkit.training import checkpoint as ckpt
-from txkit.training import runs
-from txkit.training.build import build_network, build_strategy, resolved_weights
+from txkit.training import distributed, runs, sharding
+from txkit.training.build import build_network, build_strategy, place_network, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.data import (TensorSplit, check_nonempty, fraction_indices, label_strata, make_loader, resolve_workers,
-                                 train_batches)
+from txkit.training.data import (Loaders, TensorSplit, cache_settings, check_nonempty, fraction_indices, input_rule,
+                                 label_strata, resolve_workers, train_batches)
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.logs import EpochLogs
 from txkit.training.metrics import compute_metrics_from_logits
@@ -108,7 +109,7 @@ class Trainer:
         if cfg.sampler not in SAMPLERS:
             raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
         self.logs = EpochLogs(cfg.log)  # checks that the logger is installed
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.local_device(resolve_device(cfg.device))  # cuda: LOCAL_RANK under torchrun
         self.amp = self.device.type == "cuda" and cfg.amp
         self.workers = resolve_workers(cfg.num_workers, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
@@ -120,11 +121,13 @@ class Trainer:
         self.state = LoopState()
         torch.manual_seed(cfg.seed)
         self.net = build_network(cfg, self.dataset.num_classes, self.strategy, load_weights=load_weights)
-        self.net.to(self.device)
+        self.memory_format, self.model = place_network(self.net, cfg, self.device)  # model: net or compiled
         self._check_phases()
         self.size = image_size(cfg, self.dataset, self.net)
         self._build_splits()
         self._build_imbalance()
+        self.feature_cache = FeatureCache(self)
+        distributed.prepare(self)  # under torchrun: checks, SyncBatchNorm, batch-wide dropout
 
     def _check_phases(self) -> None:
         """Every phase's stage rule and optimiser settings resolve (fails before anything trains)."""
@@ -136,8 +139,12 @@ class Trainer:
     def _build_splits(self) -> None:
         train = self.dataset.split("train")
         keep = fraction_indices(train, self.cfg.fraction, self.cfg.seed, self.task)
-        self.train_data = TensorSplit(train.subset(keep), self.size, self.task)
-        self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task)
+        self.rule, self.cache = input_rule(self.cfg, self.dataset), cache_settings(self.cfg)
+        self.train_data = TensorSplit(train, self.size, self.task, self.rule, self.cache, indices=keep,
+                                      label=f"{self.dataset.name} train")
+        self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task, self.rule, self.cache,
+                                    label=f"{self.dataset.name} val")
+        self.loaders = Loaders(self.cfg.batch_size, self.cfg.seed, self.workers, self.device)
         self.steps_per_epoch = len(train_batches(len(self.train_data), self.cfg.batch_size))
 
     def _build_imbalance(self) -> None:
@@ -176,6 +183,7 @@ class Trainer:
             return self._fit(progress)
         finally:
             self.logs.close()
+            self.feature_cache.close()
 
     def _fit(self, progress) -> str:
         total = len(self.plan)
@@ -204,6 +212,9 @@ class Trainer:
     def commit_epoch(self, line: dict, improved: bool) -> None:
         """Write the epoch's metrics line, then its checkpoint: the checkpoint is the commit point, so a
         resume after a crash anywhere in here redoes the epoch and drops its metrics line."""
+        if not distributed.is_main():  # under torchrun only process 0 writes the run directory
+            self.state.epoch += 1
+            return
         ckpt.append_jsonl(self.run_dir / runs.METRICS, line)
         self.logs.metrics_table(self.run_dir)
         self.state.epoch += 1
@@ -224,17 +235,23 @@ class Trainer:
         sampler = None
         if self.sample_weights is not None:
             sampler = BalancedBatches(self.sample_weights, self.cfg.batch_size, self.cfg.seed, epoch)
-        loader = make_loader(self.train_data, self.cfg.batch_size, True, self.cfg.seed, epoch, self.workers,
-                             sampler)
+        cached = self.feature_cache.prepare(epoch)  # frozen-prefix features instead of images (txkit.cache.features)
+        if cached:
+            loader = self.feature_cache.train_batches(epoch, sampler)
+        else:
+            loader = self.loaders.train(self.train_data, epoch, sampler)
+        # under torchrun: this process's share of every global batch (txkit.training.distributed)
+        steps = sharding.ShardedSteps(self, loader) if distributed.active() and not cached else None
         total_loss, correct, seen = 0.0, 0, 0
-        for step, (x, y) in enumerate(loader):
-            x, y = x.to(self.device), y.to(self.device)
-            if self.cfg.augment:
-                x = horizontal_flip(x)
-            self.logs.images(x)
+        for step, (x, y) in enumerate(loader if steps is None else steps):
+            x, y = to_input(x, self.device, self.memory_format), y.to(self.device)
+            if self.cfg.augment and not cached:
+                x = horizontal_flip(x) if steps is None else steps.flip(x)
+            if not cached:
+                self.logs.images(x)
             with torch.autocast(self.device.type, enabled=self.amp):
-                logits = self._forward_train(x)
-                loss = self.loss_fn(logits, y)
+                logits = self._forward_train(x, None if steps is None else steps.model)
+                loss = self.loss_fn(logits, y) if steps is None else steps.loss(logits, y)
             if not torch.isfinite(loss):
                 raise self.non_finite(f"the training loss became {loss.item()}", epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
@@ -250,11 +267,15 @@ class Trainer:
             if self.task == "multiclass":
                 correct += (logits.argmax(1) == y).sum().item()
             progress.update(task, advance=1, loss=total_loss / seen)
+        if steps is not None:
+            return steps.epoch_result(correct)
         return total_loss / seen, (correct / seen if self.task == "multiclass" else float("nan"))
 
-    def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_train(self, x: torch.Tensor, model=None) -> torch.Tensor:
         try:
-            return self.net(x)
+            if self.feature_cache.active:
+                return self.feature_cache.forward(x)
+            return (self.model if model is None else model)(x)  # model: the DDP wrapper under torchrun
         except ValueError as exc:
             if "Expected more than 1 value per channel" not in str(exc):
                 raise
@@ -277,12 +298,15 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, data: TensorSplit) -> tuple[np.ndarray, np.ndarray]:
+        if self.feature_cache.serves(data):
+            return self.feature_cache.predict(data)
         self.net.eval()
+        sharding.sync_buffers(self.net)  # under torchrun every process evaluates process 0's model
         logits, labels = [], []
-        for x, y in make_loader(data, self.cfg.batch_size * 2, False, num_workers=self.workers):
-            logits.append(self.net(x.to(self.device)).float().cpu())
+        for x, y in self.loaders.evaluation(sharding.shard(data), self.cfg.batch_size * 2):
+            logits.append(self.model(to_input(x, self.device, self.memory_format)).float().cpu())
             labels.append(y)
-        return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+        return sharding.gather_predictions(logits, labels)  # the whole split, in order, on every process
 
     def evaluate(self, data: TensorSplit, epoch: int | None = None) -> dict:
         return self.evaluate_with_logits(data, epoch)[0]
@@ -368,6 +392,8 @@ class Trainer:
 
     def _repair_after_crash(self) -> None:
         """Drop metrics lines of an uncommitted epoch and rewrite a best checkpoint a crash cut short."""
+        if not distributed.is_main():  # under torchrun process 0 repairs the files, before the others read them
+            return
         lines = ckpt.read_jsonl(self.run_dir / runs.METRICS)
         kept = [line for line in lines if line.get("epoch", 0) <= self.state.epoch]
         if len(kept) != len(lines) or not (self.run_dir / runs.METRICS).exists():
@@ -381,13 +407,16 @@ class Trainer:
         (self.run_dir / (runs.CHECKPOINT + PENDING)).unlink(missing_ok=True)
 
     def test_metrics(self) -> dict | None:
+        distributed.barrier()  # under torchrun: process 0 has written the best weights
         if "test" not in self.dataset.splits or not (self.run_dir / runs.WEIGHTS).exists():
             return None
         self.net.load_state_dict(ckpt.load_tensors(self.run_dir / runs.WEIGHTS))
         split = self.dataset.split("test")
-        metrics, logits, labels = self.evaluate_with_logits(TensorSplit(split, self.size, self.task))
+        data = TensorSplit(split, self.size, self.task, self.rule, self.cache, label=f"{self.dataset.name} test")
+        metrics, logits, labels = self.evaluate_with_logits(data)
         # stored so that reports and statistics need no model (txkit evaluate, experiment report)
-        save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
+        if distributed.is_main():
+            save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
         return metrics
 
 
@@ -435,4 +464,6 @@ def engine_summary(trainer: Trainer, status: str, elapsed: float, test: dict | N
     return {"status": status, "monitor": trainer.cfg.monitor, "best_val": trainer.state.best,
             "best_epoch": trainer.state.best_epoch, "epochs_run": trainer.state.epoch,
             "weights": resolved_weights(trainer.cfg, trainer.strategy), "image_size": trainer.size,
-            "train_images": len(trainer.train_data), "elapsed_s": round(elapsed, 2), "test": test}
+            "train_images": len(trainer.train_data), "elapsed_s": round(elapsed, 2), "test": test,
+            "image_cache": {"train": trainer.train_data.cache_status, "val": trainer.val_data.cache_status},
+            "feature_cache": trainer.feature_cache.summary()}

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from txkit.datasets.base import TxDataset, load_gray
+from txkit.datasets.base import TxDataset
+from txkit.datasets.intensity import as_float, load_file, run_rule
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.stats import (apply_temperature, bootstrap_metrics, calibration_summary, delong_per_class,
@@ -16,7 +17,7 @@ from txkit.stats import (apply_temperature, bootstrap_metrics, calibration_summa
 from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import build_network, build_strategy
-from txkit.training.data import TensorSplit, make_loader, resize_gray
+from txkit.training.data import TensorSplit, cache_settings, input_rule, make_loader
 from txkit.training.engine import load_dataset
 from txkit.training.metrics import compute_metrics, compute_metrics_from_logits, plot_roc, probabilities, \
     ranking_scores
@@ -177,10 +178,11 @@ def predict_images(run_dir: str | Path, images: list[str]) -> list[dict]:
     resolved = meta["resolved"]
     calibration = load_calibration(run_dir)
     classes, task = resolved["classes"], resolved["task"]
+    rule = run_rule(meta)  # the run's intensity rule as fitted on its training split
     out = []
     for path in images:
-        pixels = resize_gray(load_gray(path, missing="check the path"), resolved["image_size"])
-        x = torch.tensor(pixels, dtype=torch.float32).div(255.0)[None, None]
+        pixels = load_file(path, resolved["image_size"], rule)
+        x = torch.from_numpy(as_float(pixels))[None, None]
         logits = net(x).numpy().astype(np.float64)
         probs = probabilities(logits, task)[0]
         top = int(np.argmax(probs))
@@ -204,7 +206,8 @@ def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64
     if dataset is None:
         dataset = load_dataset(cfg)
     part = _split(dataset, split)
-    data = TensorSplit(part, resolved["image_size"], dataset.task)
+    data = TensorSplit(part, resolved["image_size"], dataset.task, input_rule(cfg, dataset), cache_settings(cfg),
+                       label=f"{dataset.name} {split}")
     logits, labels = [], []
     for x, y in make_loader(data, batch_size, shuffle=False):
         logits.append(net(x))

@@ -9,9 +9,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from txkit.colorizers import inputs
 from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
-from txkit.training import runs
+from txkit.training import distributed, runs
 from txkit.training.build import resolved_weights
 from txkit.training.config import TrainConfig
 from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
@@ -32,38 +33,61 @@ def progress_bar(console: Console) -> Progress:
 
 def train(cfg: TrainConfig, out: str | None = None, console: Console | None = None) -> tuple[Path, dict]:
     """Check and build everything, then make the run directory (a failed start leaves nothing behind)."""
-    console = console or Console(stderr=True)
-    if out:
+    distributed.ensure_init()  # under torchrun: join the process group (no-op in one process)
+    console = distributed.quiet(console or Console(stderr=True))  # only process 0 prints
+    trainer = distributed.main_first(_new_run, cfg, out)  # process 0 first; an error on one stops all
+    trainer.run_dir = distributed.from_main(trainer.run_dir)
+    for warning in intensity_warnings(trainer):
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    return trainer.run_dir, _run(trainer, console)
+
+
+def _new_run(cfg: TrainConfig, out: str | None) -> Trainer:
+    main = distributed.is_main()  # under torchrun the others build the same Trainer, without a run directory
+    if out and main:
         runs.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
+    cfg = inputs.check_config(cfg)  # `intensity` hu and the colorizer, before any data is read
     trainer = Trainer(cfg)
+    if not main:
+        return trainer
     trainer.run_dir = runs.new_run_dir(cfg, out)
     try:
         write_config(trainer)
     except BaseException:
         shutil.rmtree(trainer.run_dir, ignore_errors=True)
         raise
-    return trainer.run_dir, _run(trainer, console)
+    return trainer
 
 
 def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
-    console = console or Console(stderr=True)
+    distributed.ensure_init()
+    console = distributed.quiet(console or Console(stderr=True))
     run = Path(run_dir)
-    cfg, _ = runs.load_run_config(run)
+    trainer, previous = distributed.main_first(_restore, run)  # process 0 repairs the files first
+    if trainer is None:
+        return run, previous
+    console.print(f"resuming {run} after epoch {trainer.state.epoch}")
+    return trainer.run_dir, _run(trainer, console)
+
+
+def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
+    """The resumed Trainer, or (None, summary) for a finished run."""
+    cfg, recorded = runs.load_run_config(run)
     previous = runs.read_summary(run)
     if previous and previous.get("status") in FINISHED:
-        return run, previous
+        return None, previous
     if previous and previous.get("status") == "non-finite-loss":
         raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
                          f"lower `lr`")
+    distributed.check_resume(run, recorded.get("distributed"))
     saved = read_checkpoint(run)
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
-        (run / runs.METRICS).unlink(missing_ok=True)
-        trainer = Trainer(cfg, run)
-    else:
-        trainer = Trainer(cfg, run, load_weights=False)
-        trainer.load_checkpoint(saved)
-    console.print(f"resuming {run} after epoch {trainer.state.epoch}")
-    return trainer.run_dir, _run(trainer, console)
+        if distributed.is_main():
+            (run / runs.METRICS).unlink(missing_ok=True)
+        return Trainer(cfg, run), None
+    trainer = Trainer(cfg, run, load_weights=False)
+    trainer.load_checkpoint(saved)
+    return trainer, None
 
 
 def write_config(trainer: Trainer) -> None:
@@ -71,9 +95,15 @@ def write_config(trainer: Trainer) -> None:
                 "classes": trainer.dataset.classes, "task": trainer.task, "image_size": trainer.size,
                 "stages": trainer.net.stage_names(), "phases": [p.__dict__ for p in trainer.strategy.phases],
                 "train_images": len(trainer.train_data), "val_images": len(trainer.val_data),
-                "class_weights": trainer.class_weights, "sampler": trainer.cfg.sampler}
+                "class_weights": trainer.class_weights, "sampler": trainer.cfg.sampler,
+                "intensity": {**trainer.rule.record(), "warnings": intensity_warnings(trainer)}}
     ckpt.write_json(trainer.run_dir / runs.CONFIG,
                     {"config": trainer.cfg.to_dict(), "resolved": resolved, **runs.environment()})
+
+
+def intensity_warnings(trainer: Trainer) -> list[str]:
+    """The fitted rule's warnings (mixed modalities or bit depths, with counts) and the colorizer's."""
+    return list(trainer.rule.warnings) + inputs.network_warnings(trainer.cfg, trainer.rule)
 
 
 def _run(trainer: Trainer, console: Console) -> dict:
@@ -101,7 +131,8 @@ def _finish(trainer: Trainer, status: str, elapsed: float) -> dict:
     test = trainer.test_metrics() if status in FINISHED else None
     summary = engine_summary(trainer, status, elapsed, test)
     try:
-        ckpt.write_json(trainer.run_dir / runs.SUMMARY, summary)
+        if distributed.is_main():
+            ckpt.write_json(trainer.run_dir / runs.SUMMARY, summary)
     except ckpt.WriteError:
         if status in FINISHED:
             raise

@@ -108,7 +108,7 @@ def load_subjects(run_dirs: Sequence[str | Path] = (), backbone: str | None = No
         raise TxkitError("give one or more RUN_DIRs, or `backbone` B `weights` W")
     if backbone:
         return [subject_from_weights(backbone, weights, num_classes, image_size)]
-    subjects = [subject_from_run(run) for run in run_dirs]
+    subjects = [_with_rule(subject_from_run(run), run) for run in run_dirs]
     for subject in subjects:
         subject.image_size = image_size or subject.image_size
     return _unique_labels(subjects)
@@ -126,7 +126,7 @@ def _as_subjects(subjects, image_size: int | None) -> list["Subject"]:
     out = []
     for index, item in enumerate(items):
         if isinstance(item, (str, Path)):
-            subject = subject_from_run(item)
+            subject = _with_rule(subject_from_run(item), item)
         elif isinstance(item, Subject):
             subject = item
         elif isinstance(item, nn.Module):
@@ -137,6 +137,15 @@ def _as_subjects(subjects, image_size: int | None) -> list["Subject"]:
             subject.image_size = image_size
         out.append(subject)
     return _unique_labels(out)
+
+
+def _with_rule(subject: "Subject", run_dir) -> "Subject":
+    """The run's intensity rule on its subject: image files reach its network as they reached it in training."""
+    from txkit.datasets.intensity import run_rule
+    from txkit.rundir import RunDir
+
+    subject.intensity = run_rule(RunDir(run_dir).config_json())
+    return subject
 
 
 def _unique_labels(subjects: list) -> list:
@@ -231,7 +240,7 @@ def visualize(subjects, method: str | Visualizer, images: Sequence = (), *, laye
     result = VisualizationResult(name)
     several = len(subjects) > 1
     for subject in subjects:
-        outcome = _render(visualizer, subject, originals, layer, target, channel, threshold)
+        outcome = _render(visualizer, subject, originals, layer, target, channel, threshold, images)
         if out is not None:
             folder = Path(out) / subject.label if several else Path(out)
             outcome.files = _write_subject(visualizer, folder, stems, outcome, originals)
@@ -258,24 +267,31 @@ def _load_original(image) -> "np.ndarray":
     return to_uint8(array)
 
 
-def _batch(originals, size: int):
+def _batch(originals, size: int, images=(), rule=None):
+    """The network input: image files through the run's intensity rule (``rule``, when the subject is a run),
+    arrays and rule-less subjects as 8-bit grey / 255."""
     import numpy as np
     import torch
 
+    from txkit.datasets.intensity import as_float, load_file
     from txkit.training.data import resize_gray
 
-    pixels = np.stack([resize_gray(image, size) for image in originals])
-    return torch.from_numpy(pixels).float().div(255.0)[:, None]
+    files = list(images) if len(images) == len(originals) else [None] * len(originals)
+    pixels = [as_float(load_file(image, size, rule)) if rule is not None and isinstance(image, (str, Path))
+              else as_float(resize_gray(original, size)) for image, original in zip(files, originals)]
+    return torch.from_numpy(np.stack(pixels))[:, None]
 
 
-def _render(visualizer: Visualizer, subject, originals, layer, target, channel, threshold) -> SubjectResult:
+def _render(visualizer: Visualizer, subject, originals, layer, target, channel, threshold,
+            images=()) -> SubjectResult:
     """The maps of one network and its pictures at each image's resolution (nothing written)."""
     import numpy as np
 
     from txkit.visualizers.overlay import display_size, enlarge, jet_overlay, resize
 
     net = subject.net
-    batch = _batch(originals, subject.image_size) if originals and visualizer.uses_images else None
+    rule = getattr(subject, "intensity", None)
+    batch = _batch(originals, subject.image_size, images, rule) if originals and visualizer.uses_images else None
     targets = parse_targets(target, subject.classes)
     path = _layer_for(visualizer, net, batch, layer, targets)
     maps = visualizer(net, batch, layer=layer, target=targets, channel=channel)
