@@ -92,6 +92,13 @@ def test_batch_size_one_with_a_1x1_batch_norm_map_is_one_line(tmp_path):
     assert_one_line_error(result, "--batch-size", "batch-norm")
 
 
+def test_an_image_size_the_network_shrinks_to_nothing_is_one_line_before_a_run_exists(tmp_path):
+    result = run_txkit("train", "--data-option", "per_class=4", "--backbone", "cxrnet", "--weights", "none",
+                       "--image-size", "32", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "--image-size 32 is too small for backbone cxrnet", "--image-size 40 or more")
+    assert not (tmp_path / "run").exists()
+
+
 # --- 3. non-finite values -----------------------------------------------------------------------------------
 
 def test_huge_learning_rate_stops_with_non_finite_status(tmp_path):
