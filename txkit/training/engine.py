@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from txkit.datasets.base import TxDataset
 from txkit.errors import TxkitError
