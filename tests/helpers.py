@@ -30,3 +30,15 @@ def make_distribution(site: Path, name: str, module: str, source: str, version: 
 
 def pythonpath(site: Path) -> dict:
     return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def copy_with(source: Path, target: Path, **tags) -> Path:
+    """A copy of the DICOM file ``source`` at ``target`` with the given header tags changed."""
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(target)
+    return target

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from faults import assert_one_line_error
-from helpers import run_txkit
+from helpers import copy_with, run_txkit
 from PIL import Image
 
 from txkit.datasets.base import load_gray
@@ -39,15 +39,6 @@ def ct_folder(root: Path, per_class: int = 8) -> Path:
             ds.InstanceNumber = i + 1
             ds.save_as(root / cls / f"{i}.dcm")
     return root
-
-
-def copy_with(source: Path, target: Path, **tags) -> Path:
-    ds = pydicom.dcmread(source)
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(target)
-    return target
 
 
 def test_data_info_reports_hu_min_and_max_as_pydicom_computes_them(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from faults import assert_one_line_error
+from helpers import copy_with
 from PIL import Image
 
 from txkit.config import TrainConfig
@@ -39,15 +40,6 @@ HU = {"unit": "HU", "format": "dicom", "modality": "CT", "photometric": "MONOCHR
 def ct_hu() -> np.ndarray:
     ds = pydicom.dcmread(CT)
     return apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
-
-
-def copy_with(source: Path, target: Path, **tags) -> Path:
-    ds = pydicom.dcmread(source)
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(target)
-    return target
 
 
 def ct_folder(root: Path, per_class: int = 4) -> Path:
