@@ -1,6 +1,7 @@
 """Fixtures for every test under tests/ and plugins/."""
 
 import os
+import shutil
 
 import pytest
 
@@ -15,3 +16,22 @@ def _image_cache_dir(tmp_path_factory):
         os.environ.pop("TXKIT_CACHE_DIR", None)
     else:
         os.environ["TXKIT_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """``tmp_path_factory.mktemp`` for module fixtures, removed when the module's tests all passed.
+
+    Trained runs hold checkpoints of 100–700 MB; kept for the whole session they filled CI's disk.
+    """
+    made = []
+    failed_before = request.session.testsfailed
+
+    def mktemp(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

@@ -123,8 +123,8 @@ TINY = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32
 
 
 @pytest.fixture(scope="module")
-def api_and_cli_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("spine")
+def api_and_cli_runs(module_tmp):
+    root = module_tmp("spine")
     run = txkit.train(**TINY, out=root / "api", progress=False)
     args = ["train", "--out", str(root / "cli")]
     for key, value in TINY.items():

@@ -136,9 +136,9 @@ def test_compressed_files_with_a_decoder_match_the_uncompressed_original(path):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(module_tmp):
     """One epoch on a CT folder (8 slices per class); the run also serves `txkit predict` below."""
-    base = tmp_path_factory.mktemp("dicom_train")
+    base = module_tmp("dicom_train")
     root = ct_folder(base / "ct")
     out = base / "run"
     result = run_txkit("train", "--dataset", "imagefolder", "--data-root", str(root), "--backbone", "resnet18",

@@ -118,8 +118,8 @@ def test_a_run_resumes_only_on_the_number_of_processes_it_started_on(monkeypatch
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
+def runs(module_tmp):
+    root = module_tmp("ddp")
     single = run_txkit("train", *RUN, "--epochs", "1", "--out", str(root / "one"))
     assert single.returncode == 0, single.stderr
     double = torchrun("train", *RUN, "--epochs", "1", "--out", str(root / "two"))

@@ -46,9 +46,9 @@ def check_interval(interval, value=None):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(module_tmp):
     """A one-epoch run (the `txkit train` tiny run) with its test predictions stored as the session will."""
-    run_dir, _ = session.train(TrainConfig(**TINY), tmp_path_factory.mktemp("evidence") / "run")
+    run_dir, _ = session.train(TrainConfig(**TINY), module_tmp("evidence") / "run")
     predicted = evaluation.predict_split(run_dir, "test")
     save_predictions(run_dir, "test", predicted["y_true"], predicted["logits"], predicted["ids"])
     return run_dir
@@ -235,8 +235,8 @@ compare = [["full", "last-layer"]]
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("experiment")
+def experiment(module_tmp):
+    folder = module_tmp("experiment")
     path = folder / "evidence.toml"
     path.write_text(textwrap.dedent(EXPERIMENT))
     root, counts = run_experiment(path, folder / "exp", console=Console(file=io.StringIO()))

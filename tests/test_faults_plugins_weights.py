@@ -29,9 +29,9 @@ def train(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(module_tmp):
     """A finished run with a learned colorizer (conv1x1), usable for --weights and --colorizer-from."""
-    out = tmp_path_factory.mktemp("finished") / "run"
+    out = module_tmp("finished") / "run"
     result = train("--colorizer", "conv1x1", "--strategy", "colorizer", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out

@@ -39,11 +39,11 @@ def same_tensors(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory):
+def interrupted_run(module_tmp):
     """A run interrupted after its first epoch (resumable), made once; tests copy it."""
     from txkit.training.config import TrainConfig
 
-    root = tmp_path_factory.mktemp("interrupted")
+    root = module_tmp("interrupted")
     cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
                       weights="none", epochs=3, batch_size=16, device="cpu")
     original = Trainer.train_epoch

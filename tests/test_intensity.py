@@ -236,8 +236,8 @@ def test_bad_rules_are_one_line_errors_on_the_command_line():
 
 
 @pytest.fixture(scope="module")
-def hu_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hu_run")
+def hu_run(module_tmp):
+    base = module_tmp("hu_run")
     root, out = ct_folder(base / "ct"), base / "run"
     result = txkit("train", "--dataset", "imagefolder", "--data-root", str(root), "--backbone", "resnet18",
                        "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "4",

@@ -220,13 +220,13 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dirs(tmp_path_factory):
+def run_dirs(module_tmp):
     """Two finished-looking run directories (config.json + model.safetensors) of resnet18 at 32 px."""
     from txkit.training.build import build_network
     from txkit.training.checkpoint import save_tensors, write_json
     from txkit.training.config import TrainConfig
 
-    root = tmp_path_factory.mktemp("runs")
+    root = module_tmp("runs")
     dirs = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -242,8 +242,8 @@ def run_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def odd_image(tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "odd size.png"
+def odd_image(module_tmp):
+    path = module_tmp("img") / "odd size.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)).save(path)
     return path

@@ -28,8 +28,8 @@ TEST = ["00000006_000.png", "00027426_000.png"]
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    root = nih_tree(tmp_path_factory.mktemp("nih"), ENTRIES, TEST)
+def tree(module_tmp):
+    root = nih_tree(module_tmp("nih"), ENTRIES, TEST)
     for name in ("00000001_000.png", "00027426_000.png"):  # two real NIH images, official names
         shutil.copy(REAL_SAMPLES / name, root / "images" / name)
     write_image(root / "images" / "00000004_000.png", "rgba")

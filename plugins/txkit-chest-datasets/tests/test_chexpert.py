@@ -31,8 +31,8 @@ def _valid_rows():
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    base = tmp_path_factory.mktemp("chexpert")
+def tree(module_tmp):
+    base = module_tmp("chexpert")
     return chexpert_tree(base, _train_rows(), _valid_rows())
 
 

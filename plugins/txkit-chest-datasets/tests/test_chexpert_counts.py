@@ -53,8 +53,8 @@ def test_data_info_positives_follow_each_policy_on_a_constructed_distribution(tm
 
 
 @pytest.fixture(scope="module")
-def official_sized(tmp_path_factory):
-    base = tmp_path_factory.mktemp("chexpert-full")
+def official_sized(module_tmp):
+    base = module_tmp("chexpert-full")
     folder = base / "CheXpert-v1.0-small"
     write_large_train_csv(folder / "train.csv", ROWS, POSITIVE, UNCERTAIN)
     write_chexpert_csv(folder / "valid.csv", [chexpert_row(64541, split="valid", Edema=1)])

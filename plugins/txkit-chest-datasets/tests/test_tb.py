@@ -13,8 +13,8 @@ LABELS = [0] * 20 + [1] * 10
 
 
 @pytest.fixture(scope="module")
-def montgomery(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tb")
+def montgomery(module_tmp):
+    root = module_tmp("tb")
     folder = tb_tree(root, "MontgomerySet", "MCUCXR", LABELS)
     write_image(folder / "CXR_png" / "MCUCXR_0003_0.png", "16bit")
     return root

@@ -35,8 +35,8 @@ def curet_tree(root: Path, samples: list[int], per_sample: int, suffix: str, siz
 
 
 @pytest.fixture(scope="module")
-def original(tmp_path_factory):
-    return curet_tree(tmp_path_factory.mktemp("curet"), [1, 2, 61], 10, "bmp", (64, 48))
+def original(module_tmp):
+    return curet_tree(module_tmp("curet"), [1, 2, 61], 10, "bmp", (64, 48))
 
 
 def test_original_bmp_layout_61_classes_and_a_class_proportional_split(original):

@@ -17,8 +17,8 @@ VALID = [("XR_SHOULDER", 11185, 1, 1), ("XR_SHOULDER", 11186, 1, 0), ("XR_HAND",
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return mura_tree(tmp_path_factory.mktemp("mura"), {"train": TRAIN, "valid": VALID})
+def tree(module_tmp):
+    return mura_tree(module_tmp("mura"), {"train": TRAIN, "valid": VALID})
 
 
 def test_all_seven_study_types_by_default_with_study_ids(tree):
