@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,10 +14,85 @@ PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist.npz"
 
 
 def run_txkit(*args, env=None, cwd=None, timeout=600):
-    """Run the real `txkit` console entry point in a subprocess."""
+    """Run the real `txkit` entry point (``txkit.cli.main:main``) in a new process; a CompletedProcess.
+
+    The process is forked from a server that has already imported torch, torchvision and timm (multiprocessing's
+    forkserver), because importing them costs about 7 s per process on the 2-core CI machine and the suite starts
+    the CLI about a hundred times. The child gets the given environment, working directory and arguments and its
+    own stdout and stderr, and exits with the CLI's code; a computation never runs in the server, so each child
+    starts as clean as a new interpreter. Calls that change ``PYTHONPATH`` (fake plugin distributions) and every
+    call when ``TXKIT_TESTS_SUBPROCESS=1`` start a plain interpreter instead."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from txkit.cli.main import main; main()", *args],
-                          capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+    if "PYTHONPATH" in (env or {}) or os.environ.get("TXKIT_TESTS_SUBPROCESS") == "1":
+        return subprocess.run([sys.executable, "-c", "from txkit.cli.main import main; main()", *args],
+                              capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+    return _forked_cli(list(args), full_env, cwd, timeout)
+
+
+_PRELOAD = ["torch", "torchvision", "timm", "numpy", "PIL.Image", "safetensors.torch", "sklearn.metrics"]
+_forkserver = None
+
+
+def _forked_cli(args, env, cwd, timeout):
+    import multiprocessing
+    import tempfile
+
+    global _forkserver
+    if _forkserver is None:
+        _forkserver = multiprocessing.get_context("forkserver")
+        _forkserver.set_forkserver_preload(_PRELOAD)
+    with tempfile.TemporaryDirectory(prefix="txkit-cli-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        child = _forkserver.Process(target=_cli_child, args=(args, env, None if cwd is None else str(cwd),
+                                                             str(out), str(err)))
+        runner_main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")  # else each child would re-run the test runner's
+        try:
+            child.start()
+        finally:
+            sys.modules["__main__"] = runner_main
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired(["txkit", *args], timeout)
+        read = lambda path: path.read_text(errors="replace") if path.exists() else ""  # noqa: E731
+        return subprocess.CompletedProcess(["txkit", *args], child.exitcode, read(out), read(err))
+
+
+def _cli_child(args, env, cwd, out, err):
+    """In the forked child: become ``txkit ARGS`` run from a shell, then exit as that process would."""
+    import atexit
+
+    os.environ.clear()
+    os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
+    for fd, path in ((1, out), (2, err)):
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(handle, fd)
+        os.close(handle)
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(stdin, 0)
+    sys.argv = ["txkit", *args]
+    code = 0
+    try:
+        from txkit.cli.main import main
+
+        main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # what the interpreter does with an uncaught exception
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def make_distribution(site: Path, name: str, module: str, source: str, version: str = "0.1") -> None:
