@@ -6,7 +6,8 @@ The PNGs are 512-px NIH ChestX-ray14 samples (../shared/data/nih-cxr14-samples/)
 ``--images`` distinct files in a temp folder. Rows:
 - txkit cold: the first pass, the decode-once cache built (decode + resize + write) and then read once;
 - txkit cached, 0 / 2 workers: later epochs (the 2-worker loader is persistent: workers start once, and that
-  first epoch is not counted);
+  first epoch is not counted); workers send 8-bit images as uint8, scaled to float32 in the main process as the
+  trainer does (on a GPU, on the device);
 - plain PyTorch, 0 / 2 workers: a Dataset that opens, converts and resizes each PNG with PIL (no cache);
 - model: forward + backward + SGD step of the backbone at the same size and batch.
 images/CPU-s counts the CPU time of the main process and its workers: on a shared machine it says what the
@@ -26,10 +27,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from txkit.cache.images import CacheSettings
+from txkit.network import to_input
 from txkit.datasets.intensity import IntensityRule
 from txkit.plugins import create
 from txkit.training.data import Loaders, TensorSplit
 
+CPU = torch.device("cpu")
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih-cxr14-samples"
 
 
@@ -85,7 +88,7 @@ def images_per_second(loader, epochs: int, pids=()) -> tuple[float, float]:
     seen, start, cpu = 0, time.perf_counter(), cpu_seconds(pids)
     for _ in range(epochs):
         for x, _ in loader() if callable(loader) else loader:
-            seen += len(x)
+            seen += len(to_input(x, CPU))  # what the trainer does: uint8 batches from workers become float32
     return seen / (time.perf_counter() - start), seen / max(1e-9, cpu_seconds(pids) - cpu)
 
 

@@ -17,9 +17,11 @@ from txkit.cli.data import data_group
 from txkit.datasets.intensity import IntensityRule
 from txkit.errors import DataError
 from txkit.plugins import create
+from txkit.network import to_input
 from txkit.training.data import Loaders, ShuffledBatches, TensorSplit, make_loader
 
 SIZE = 16
+CPU = torch.device("cpu")
 
 
 def write_folder(root, per_class=6, seed=0, bits="mixed"):
@@ -176,8 +178,9 @@ def test_two_processes_building_at_once_both_get_the_same_data(folder, settings)
     assert len(list_caches(settings.root)) == 1
 
 
-def test_workers_read_the_memmap_and_persist_across_epochs(folder, settings):
-    split = train_split(folder)
+@pytest.mark.parametrize("bits, sent", [("8", torch.uint8), ("mixed", torch.float32)])
+def test_workers_read_the_memmap_and_persist_across_epochs(tmp_path, settings, bits, sent):
+    split = train_split(write_folder(tmp_path / "images", bits=bits))
     plain, cached = TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings)
     loaders = Loaders(4, seed=5, num_workers=2)
     first_loader = None
@@ -187,10 +190,14 @@ def test_workers_read_the_memmap_and_persist_across_epochs(folder, settings):
         assert loader is first_loader and loader.persistent_workers
         batches = list(ShuffledBatches(len(plain), 4, 5, epoch))
         for (x, y), batch in zip(loader, batches, strict=True):
-            assert torch.equal(x, torch.stack([plain[i][0] for i in batch]))
+            assert x.dtype == sent  # 8-bit images go through shared memory as uint8, a quarter of the bytes
+            assert torch.equal(to_input(x, CPU), torch.stack([plain[i][0] for i in batch]))
             assert torch.equal(y, torch.stack([plain[i][1] for i in batch]))
     evaluation = list(loaders.evaluation(cached, 7))
-    assert torch.equal(torch.cat([x for x, _ in evaluation]), torch.stack([plain[i][0] for i in range(len(plain))]))
+    assert torch.equal(torch.cat([to_input(x, CPU) for x, _ in evaluation]),
+                       torch.stack([plain[i][0] for i in range(len(plain))]))
+    in_process = next(iter(Loaders(4, seed=5, num_workers=0).evaluation(cached, 7)))[0]
+    assert in_process.dtype == torch.float32 and torch.equal(in_process, to_input(evaluation[0][0], CPU))
 
 
 def test_reused_loader_draws_from_the_global_generator_like_a_fresh_one(folder, settings):
@@ -255,3 +262,24 @@ def test_full_disk_is_one_line_and_leaves_nothing(folder, settings, monkeypatch)
     with pytest.raises(DataError, match="No space left on device.*`cache_dir`"):
         TensorSplit(train_split(folder), SIZE, "multiclass", cache=settings)
     assert [p.suffix for p in (settings.root / "images").iterdir()] == [".lock"]
+
+
+@pytest.mark.parametrize("strategy", ["full", "last-layer"])
+def test_training_with_workers_equals_training_in_the_main_process(tmp_path, strategy):
+    """The uint8 batches that workers send train to the same weights as the main process's float32 batches
+    (with the frozen-prefix feature cache too, for last-layer)."""
+    from safetensors.torch import load_file
+
+    from txkit.training import session
+    from txkit.training.config import TrainConfig
+
+    root = write_folder(tmp_path / "images", per_class=10, bits="8")
+    weights = {}
+    for workers in (0, 2):
+        cfg = TrainConfig(dataset="imagefolder", data_root=str(root), backbone="resnet18", weights="none",
+                          strategy=strategy, image_size=SIZE * 2, epochs=2, batch_size=4, seed=3, device="cpu",
+                          num_workers=workers, cache_dir=str(tmp_path / "cache"))
+        run_dir, _ = session.train(cfg, tmp_path / f"workers-{workers}")
+        weights[workers] = load_file(str(run_dir / "model.safetensors"))
+    assert weights[0].keys() == weights[2].keys()
+    assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

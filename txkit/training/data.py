@@ -19,6 +19,10 @@ CACHE_LIMIT_BYTES = 2 * 1024**3
 class TensorSplit(Dataset):
     """Yields (1, S, S) float images and labels: uint8 pixels scaled by 1/255, float32 pixels as the rule gave them.
 
+    In a DataLoader worker, a batch of uint8 pixels stays uint8 (a quarter of the bytes through shared memory and,
+    pinned, to the GPU); :func:`txkit.network.to_input` scales it by 1/255 where the batch arrives, to the same
+    values. Batches made in the main process are float32.
+
     Pixels come from the disk image cache (:mod:`txkit.cache.images`) when ``cache`` enables it and the split has
     source files, else from ``load_input`` (kept in the main process's memory when the split is small). ``indices``
     selects a subset (a `fraction`) while the disk cache covers the whole ``split``, so runs of every fraction
@@ -57,14 +61,22 @@ class TensorSplit(Dataset):
 
     def __getitems__(self, indices: list[int]) -> "StackedBatch":
         """A whole batch at once (DataLoader's batched fetch): one read of the memmap, one conversion."""
-        x = _batch_tensor((len(indices), 1, self.size, self.size))
+        y = self.targets[torch.as_tensor(indices, dtype=torch.long)]
+        shape = (len(indices), 1, self.size, self.size)
         if self.store is not None:
             rows = np.asarray(indices, dtype=np.int64)
-            to_float(self.store.array[rows if self.rows is None else self.rows[rows]], x.numpy()[:, 0])
+            pixels = self.store.array[rows if self.rows is None else self.rows[rows]]
+            if pixels.dtype == np.uint8 and torch.utils.data.get_worker_info() is not None:
+                x = _batch_tensor(shape, torch.uint8)
+                x.numpy()[:, 0] = pixels
+                return StackedBatch(x, y)
+            x = _batch_tensor(shape)
+            to_float(pixels, x.numpy()[:, 0])
         else:
+            x = _batch_tensor(shape)
             for k, index in enumerate(indices):
                 to_float(self.pixels(index), x.numpy()[k, 0])
-        return StackedBatch(x, self.targets[torch.as_tensor(indices, dtype=torch.long)])
+        return StackedBatch(x, y)
 
 
 def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -82,12 +94,12 @@ def to_float(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _batch_tensor(shape) -> torch.Tensor:
+def _batch_tensor(shape, dtype=torch.float32) -> torch.Tensor:
     # In a worker process, write the batch straight into shared memory (as default_collate does): no copy
     # when it is sent to the main process.
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
-    elem = torch.empty(0, dtype=torch.float32)
+        return torch.empty(shape, dtype=dtype)
+    elem = torch.empty(0, dtype=dtype)
     return elem.new(elem._typed_storage()._new_shared(int(np.prod(shape)))).resize_(*shape)
 
 
