@@ -39,6 +39,17 @@ def same_tensors(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
+def straight_run(module_tmp):
+    """``tiny_cfg(epochs=3)`` trained without faults, once: what every faulty run of it must resume into."""
+    from txkit.training.config import TrainConfig
+
+    cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
+                      weights="none", strategy="full", epochs=3, batch_size=16, seed=0, device="cpu")
+    run_dir, _ = session.train(cfg, module_tmp("straight") / "run")
+    return cfg, run_dir
+
+
+@pytest.fixture(scope="module")
 def interrupted_run(module_tmp):
     """A run interrupted after its first epoch (resumable), made once; tests copy it."""
     from txkit.training.config import TrainConfig
@@ -214,10 +225,9 @@ def full_disk_at(monkeypatch, target: str, epoch_reached: int):
 
 
 @pytest.mark.parametrize("target", ["checkpoint.safetensors.pending", "checkpoint.json", "metrics.jsonl"])
-def test_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path, tiny_cfg,
+def test_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path, straight_run,
                                                                                     monkeypatch, target):
-    cfg = tiny_cfg(epochs=3)
-    straight, _ = session.train(cfg, tmp_path / "straight")
+    cfg, straight = straight_run
     with monkeypatch.context() as patch:
         full_disk_at(patch, target, epoch_reached=1)
         with pytest.raises(TxkitError, match=rf"{target.split('.pending')[0]}.*No space left on device.*last good "
@@ -237,9 +247,8 @@ class HardCrash(BaseException):
 
 
 @pytest.mark.parametrize("crash_at", ["before-checkpoint", "before-rename", "before-best"])
-def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, tiny_cfg, monkeypatch, crash_at):
-    cfg = tiny_cfg(epochs=3)
-    straight, _ = session.train(cfg, tmp_path / "straight")
+def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, straight_run, monkeypatch, crash_at):
+    cfg, straight = straight_run
     real_replace, real_save_best = os.replace, Trainer.save_best
     epochs = {"n": 0}
 

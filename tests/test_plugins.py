@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import ROOT, make_distribution, pythonpath, run_txkit
 
@@ -123,6 +124,22 @@ def test_shell_completion_lists_registered_names():
     assert "pixelshuffle" in result.stdout
 
 
+def layered_venv(folder):
+    """A new venv that also sees this one's packages (txkit, torch, pip) but installs into its own folder, so that
+    installing a plugin never changes the environment other tests (or parallel test workers) run in."""
+    import os
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(folder)
+    python = folder / ("Scripts" if os.name == "nt" else "bin") / "python"
+    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    base = sysconfig.get_paths()["purelib"]
+    (Path(own) / "_txkit_tests_base.pth").write_text(f"import site; site.addsitedir({base!r})\n")
+    return python
+
+
 def test_template_plugin_installs_lists_and_uninstalls(tmp_path):
     import shutil
 
@@ -131,18 +148,25 @@ def test_template_plugin_installs_lists_and_uninstalls(tmp_path):
     template = tmp_path / "txkit-plugin-template"
     shutil.copytree(source, template, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     before = sorted(p.relative_to(source) for p in source.rglob("*") if "__pycache__" not in p.parts)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", str(template)], check=True,
-                   capture_output=True)
-    try:
-        entries = list_json()
-        assert {"kind": "colorizer", "name": "edges", "provided_by": "txkit-plugin-template",
-                "description": "fixed: gray, Sobel gradient magnitude and Laplacian as the three channels"} in entries
-        assert any(e["name"] == "stripes" and e["provided_by"] == "txkit-plugin-template" for e in entries)
-        own_tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                    str(template / "tests")], capture_output=True, text=True, cwd=tmp_path)
-        assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
-    finally:
-        subprocess.run(pip + ["uninstall", "-y", "txkit-plugin-template"], check=True, capture_output=True)
-    assert not any(e["provided_by"] == "txkit-plugin-template" for e in list_json())
+    python = layered_venv(tmp_path / "venv")
+
+    def listed():
+        result = subprocess.run([python, "-m", "txkit", "list", "--json"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
+    installed = subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", str(template)],
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    entries = listed()
+    assert {"kind": "colorizer", "name": "edges", "provided_by": "txkit-plugin-template",
+            "description": "fixed: gray, Sobel gradient magnitude and Laplacian as the three channels"} in entries
+    assert any(e["name"] == "stripes" and e["provided_by"] == "txkit-plugin-template" for e in entries)
+    assert not any(e["provided_by"] == "txkit-plugin-template" for e in list_json())  # this venv: untouched
+    own_tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(template / "tests")],
+                               capture_output=True, text=True, cwd=tmp_path)
+    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    subprocess.run(pip + ["uninstall", "-y", "txkit-plugin-template"], check=True, capture_output=True)
+    assert not any(e["provided_by"] == "txkit-plugin-template" for e in listed())
     assert sorted(p.relative_to(source) for p in source.rglob("*") if "__pycache__" not in p.parts) == before
