@@ -17,12 +17,7 @@ def site(tmp_path):
 
 @pytest.fixture
 def tiny_cfg():
-    """A training config that runs in seconds on CPU: tiny synthetic set, resnet18 at 32 px, no downloads."""
-    from txkit.training.config import TrainConfig
+    """``helpers.tiny_config``: a training config that runs in seconds on CPU."""
+    from helpers import tiny_config
 
-    def make(**overrides):
-        base = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
-                    weights="none", strategy="full", epochs=3, batch_size=16, seed=0, device="cpu")
-        base.update(overrides)
-        return TrainConfig(**base)
-    return make
+    return tiny_config

@@ -13,6 +13,15 @@ PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist.npz"
 
 
 
+def tiny_config(**overrides):
+    """A training config that runs in seconds on CPU: tiny synthetic set, resnet18 at 32 px, no downloads."""
+    from txkit.training.config import TrainConfig
+
+    base = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
+                weights="none", strategy="full", epochs=3, batch_size=16, seed=0, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
 def run_txkit(*args, env=None, cwd=None, timeout=600):
     """Run the real `txkit` entry point (``txkit.cli.main:main``) in a new process; a CompletedProcess.
 
@@ -74,6 +83,7 @@ def _cli_child(args, env, cwd, out, err):
         os.close(handle)
     stdin = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
+    os.close(stdin)
     sys.argv = ["txkit", *args]
     code = 0
     try:

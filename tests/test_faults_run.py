@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from faults import assert_one_line_error, tree_hashes
-from helpers import make_distribution, pythonpath, run_txkit
+from helpers import make_distribution, pythonpath, run_txkit, tiny_config
 
 from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
@@ -40,11 +40,8 @@ def same_tensors(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def straight_run(module_tmp):
-    """``tiny_cfg(epochs=3)`` trained without faults, once: what every faulty run of it must resume into."""
-    from txkit.training.config import TrainConfig
-
-    cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
-                      weights="none", strategy="full", epochs=3, batch_size=16, seed=0, device="cpu")
+    """``tiny_config(epochs=3)`` trained without faults, once: what every faulty run of it must resume into."""
+    cfg = tiny_config(epochs=3)
     run_dir, _ = session.train(cfg, module_tmp("straight") / "run")
     return cfg, run_dir
 

@@ -65,13 +65,13 @@ class TensorSplit(Dataset):
         shape = (len(indices), 1, self.size, self.size)
         if self.store is not None:
             rows = np.asarray(indices, dtype=np.int64)
-            pixels = self.store.array[rows if self.rows is None else self.rows[rows]]
-            if pixels.dtype == np.uint8 and torch.utils.data.get_worker_info() is not None:
+            rows = rows if self.rows is None else self.rows[rows]
+            if self.store.array.dtype == np.uint8 and torch.utils.data.get_worker_info() is not None:
                 x = _batch_tensor(shape, torch.uint8)
-                x.numpy()[:, 0] = pixels
+                np.take(self.store.array, rows, axis=0, out=x.numpy()[:, 0])  # memmap -> shared memory, one copy
                 return StackedBatch(x, y)
             x = _batch_tensor(shape)
-            to_float(pixels, x.numpy()[:, 0])
+            to_float(self.store.array[rows], x.numpy()[:, 0])
         else:
             x = _batch_tensor(shape)
             for k, index in enumerate(indices):
