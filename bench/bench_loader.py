@@ -6,9 +6,9 @@ The PNGs are 512-px NIH ChestX-ray14 samples (../shared/data/nih-cxr14-samples/)
 ``--images`` distinct files in a temp folder. Rows:
 - txkit cold: the first pass, the decode-once cache built (decode + resize + write) and then read once;
 - txkit cached, 0 / 2 workers: later epochs (the 2-worker loader is persistent: workers start once, and that
-  first epoch is not counted); workers send 8-bit images as uint8, scaled to float32 in the main process as the
-  trainer on the CPU does; the row "as delivered" leaves them uint8, as a GPU trainer receives them (it scales
-  them on the device);
+  first epoch is not counted); workers write batches into a shared-memory ring (txkit.training.batch_ring) and
+  the main process copies them out as float32, as a CPU trainer receives them; the row "as delivered (uint8)"
+  copies them out as uint8, as a GPU trainer receives them (it scales them on the device);
 - plain PyTorch, 0 / 2 workers: a Dataset that opens, converts and resizes each PNG with PIL (no cache);
 - model: forward + backward + SGD step of the backbone at the same size and batch.
 images/CPU-s counts the CPU time of the main process and its workers: on a shared machine it says what the
@@ -89,7 +89,7 @@ def images_per_second(loader, epochs: int, pids=(), convert: bool = True) -> tup
     seen, start, cpu = 0, time.perf_counter(), cpu_seconds(pids)
     for _ in range(epochs):
         for x, _ in loader() if callable(loader) else loader:
-            # what a CPU trainer does: uint8 batches from workers become float32 here (a GPU trainer: on the GPU)
+            # what a CPU trainer does (a no-op for float32 batches); a GPU trainer scales uint8 on the GPU
             seen += len(to_input(x, CPU) if convert else x)
     return seen / (time.perf_counter() - start), seen / max(1e-9, cpu_seconds(pids) - cpu)
 
@@ -140,12 +140,12 @@ def main():
                                                    len(data) / (cpu_seconds() - cpu))
     loaders0 = Loaders(bs, 0, 0)
     rows["txkit cached, 0 workers"] = images_per_second(iter_epochs(loaders0, data), args.epochs)
-    loaders2 = Loaders(bs, 0, args.workers)
-    images_per_second(iter_epochs(loaders2, data), 1)  # starts the persistent workers
-    pids = worker_pids(loaders2.train(data, 0))
-    rows[f"txkit cached, {args.workers} workers"] = images_per_second(iter_epochs(loaders2, data), args.epochs, pids)
-    rows["  as delivered (uint8, for a GPU)"] = images_per_second(iter_epochs(loaders2, data), args.epochs, pids,
-                                                                  convert=False)
+    for name, uint8 in ((f"txkit cached, {args.workers} workers", False), ("  as delivered (uint8, for a GPU)", True)):
+        loaders2 = Loaders(bs, 0, args.workers, uint8_batches=uint8)
+        images_per_second(iter_epochs(loaders2, data), 1)  # starts the persistent workers
+        pids = worker_pids(loaders2.train(data, 0))
+        rows[name] = images_per_second(iter_epochs(loaders2, data), args.epochs, pids, convert=not uint8)
+        del loaders2  # stops its workers
 
     plain = PlainPIL(split.sources, split.labels, size)
     rows["plain PyTorch PIL, 0 workers"] = images_per_second(DataLoader(plain, batch_size=bs, shuffle=True), 1)

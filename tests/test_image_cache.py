@@ -178,11 +178,12 @@ def test_two_processes_building_at_once_both_get_the_same_data(folder, settings)
     assert len(list_caches(settings.root)) == 1
 
 
-@pytest.mark.parametrize("bits, sent", [("8", torch.uint8), ("mixed", torch.float32)])
-def test_workers_read_the_memmap_and_persist_across_epochs(tmp_path, settings, bits, sent):
+@pytest.mark.parametrize("bits, uint8_batches, arrives", [("8", False, torch.float32), ("8", True, torch.uint8),
+                                                           ("mixed", True, torch.float32)])
+def test_workers_read_the_memmap_and_persist_across_epochs(tmp_path, settings, bits, uint8_batches, arrives):
     split = train_split(write_folder(tmp_path / "images", bits=bits))
     plain, cached = TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings)
-    loaders = Loaders(4, seed=5, num_workers=2)
+    loaders = Loaders(4, seed=5, num_workers=2, uint8_batches=uint8_batches)
     first_loader = None
     for epoch in range(2):
         loader = loaders.train(cached, epoch)
@@ -190,9 +191,10 @@ def test_workers_read_the_memmap_and_persist_across_epochs(tmp_path, settings, b
         assert loader is first_loader and loader.persistent_workers
         batches = list(ShuffledBatches(len(plain), 4, 5, epoch))
         for (x, y), batch in zip(loader, batches, strict=True):
-            assert x.dtype == sent  # 8-bit images go through shared memory as uint8, a quarter of the bytes
+            assert x.dtype == arrives  # uint8_batches (CUDA): 8-bit pixels stay uint8 until the device
             assert torch.equal(to_input(x, CPU), torch.stack([plain[i][0] for i in batch]))
             assert torch.equal(y, torch.stack([plain[i][1] for i in batch]))
+    assert (first_loader.ring.stamps >= 0).any()  # the workers wrote their batches into the ring
     evaluation = list(loaders.evaluation(cached, 7))
     assert torch.equal(torch.cat([to_input(x, CPU) for x, _ in evaluation]),
                        torch.stack([plain[i][0] for i in range(len(plain))]))

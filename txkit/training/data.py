@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from txkit.cache.images import CacheSettings, open_images
 from txkit.datasets.base import Split, TxDataset
 from txkit.datasets.intensity import IntensityRule, load_input
 from txkit.errors import DataError, TxkitError
+from txkit.training.batch_ring import BatchRing, Numbered, RingDataset, RingLoader, SlotRef, shared_tensor
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 
@@ -64,19 +66,36 @@ class TensorSplit(Dataset):
         y = self.targets[torch.as_tensor(indices, dtype=torch.long)]
         shape = (len(indices), 1, self.size, self.size)
         if self.store is not None:
-            rows = np.asarray(indices, dtype=np.int64)
-            rows = rows if self.rows is None else self.rows[rows]
             if self.store.array.dtype == np.uint8 and torch.utils.data.get_worker_info() is not None:
                 x = _batch_tensor(shape, torch.uint8)
-                np.take(self.store.array, rows, axis=0, out=x.numpy()[:, 0])  # memmap -> shared memory, one copy
+                self.read_into(indices, x.numpy()[:, 0])  # memmap -> shared memory, one copy
                 return StackedBatch(x, y)
             x = _batch_tensor(shape)
-            to_float(self.store.array[rows], x.numpy()[:, 0])
+            to_float(self.store.array[self._store_rows(indices)], x.numpy()[:, 0])
         else:
             x = _batch_tensor(shape)
             for k, index in enumerate(indices):
                 to_float(self.pixels(index), x.numpy()[k, 0])
         return StackedBatch(x, y)
+
+    @property
+    def ring_dtype(self) -> torch.dtype | None:
+        """The dtype a worker's batch ring holds (the disk cache's), or None: without a disk cache a worker
+        decodes each image, and that, not the transfer, sets the pace."""
+        if self.store is None:
+            return None
+        return {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}.get(self.store.array.dtype)
+
+    def read_into(self, indices, out: np.ndarray) -> None:
+        """The cached pixels of ``indices`` into ``out`` (n, 1, S, S) or (n, S, S), in the cache's dtype."""
+        np.take(self.store.array, self._store_rows(indices), axis=0, out=out[:, 0] if out.ndim == 4 else out)
+
+    def labels_of(self, indices) -> np.ndarray:
+        return self.targets[torch.as_tensor(indices, dtype=torch.long)].numpy()
+
+    def _store_rows(self, indices) -> np.ndarray:
+        rows = np.asarray(indices, dtype=np.int64)
+        return rows if self.rows is None else self.rows[rows]
 
 
 def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -99,8 +118,7 @@ def _batch_tensor(shape, dtype=torch.float32) -> torch.Tensor:
     # when it is sent to the main process.
     if torch.utils.data.get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
-    elem = torch.empty(0, dtype=dtype)
-    return elem.new(elem._typed_storage()._new_shared(int(np.prod(shape)))).resize_(*shape)
+    return shared_tensor(shape, dtype)
 
 
 class StackedBatch(Sequence):
@@ -119,6 +137,8 @@ class StackedBatch(Sequence):
 def collate(batch):
     from torch.utils.data import default_collate
 
+    if isinstance(batch, SlotRef):
+        return batch
     return [batch.x, batch.y] if isinstance(batch, StackedBatch) else default_collate(batch)
 
 
@@ -195,13 +215,13 @@ def resolve_workers(value: int | str, device) -> int:
         return int(value)
     import os
 
-    return min(8, os.cpu_count() or 1) if getattr(device, "type", device) == "cuda" else 0
+    return min(8, os.cpu_count() or 1) if _is_cuda(device) else 0
 
 
 def loader_options(num_workers: int, device=None, persistent: bool = False) -> dict:
     """Pinned memory and deeper prefetching when a GPU trains; ``persistent`` keeps the workers of a loader that
     is iterated again (every epoch) alive instead of starting them anew."""
-    cuda = getattr(device, "type", device) == "cuda"
+    cuda = _is_cuda(device)
     options = {"num_workers": num_workers, "pin_memory": cuda, "collate_fn": collate}
     if num_workers > 0:
         options.update(persistent_workers=persistent, prefetch_factor=4 if cuda else 2)
@@ -220,13 +240,15 @@ def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0
 
 class EpochBatches(Sampler):
     """The batch sampler of a loader that lives across epochs: ``current`` (one epoch's batches) is set before
-    each epoch, in the main process, where DataLoader reads its batch sampler."""
+    each epoch, in the main process, where DataLoader reads its batch sampler. Batches are numbered across epochs
+    (a worker's slot in a :class:`~txkit.training.batch_ring.BatchRing`)."""
 
-    def __init__(self):
-        self.current = None
+    def __init__(self, current=None):
+        self.current = current
+        self._numbers = itertools.count()
 
     def __iter__(self):
-        return iter(self.current)
+        return (Numbered(batch, next(self._numbers)) for batch in self.current)
 
     def __len__(self) -> int:
         return len(self.current)
@@ -236,25 +258,31 @@ class Loaders:
     """The loaders of one run, each made once per TensorSplit: with workers they are persistent, so the worker
     processes (and their open memmaps) live across epochs. Batches stay those of ShuffledBatches(seed, epoch)
     (or the given sampler), and every epoch draws from torch's global generator as a fresh loader does, so runs,
-    resumed runs and old seeds see the same batches and the same augmentation."""
+    resumed runs and old seeds see the same batches and the same augmentation.
 
-    def __init__(self, batch_size: int, seed: int, num_workers: int, device=None):
+    Workers over a disk cache write their batches into a shared-memory ring (:mod:`txkit.training.batch_ring`).
+    8-bit batches arrive float32 on the CPU and, with ``uint8_batches`` (the default on CUDA), stay uint8 for
+    :func:`txkit.network.to_input` to scale on the device."""
+
+    def __init__(self, batch_size: int, seed: int, num_workers: int, device=None, uint8_batches: bool | None = None):
         self.batch_size, self.seed, self.num_workers, self.device = batch_size, seed, num_workers, device
+        self.uint8_batches = _is_cuda(device) if uint8_batches is None else uint8_batches
         self._made: dict[tuple, tuple[TensorSplit, DataLoader]] = {}
 
     def train(self, data: TensorSplit, epoch: int, sampler: Sampler | None = None) -> DataLoader:
-        loader = self._loader(("train", _identity(data)), data, lambda: dict(batch_sampler=EpochBatches()))
+        # train_batches joins a last batch of one image to the one before: batch_size + 1 at most
+        loader = self._loader(("train", _identity(data)), data, self.batch_size + 1, None)
         loader.batch_sampler.current = sampler or ShuffledBatches(len(data), self.batch_size, self.seed, epoch)
         return loader
 
     def evaluation(self, data: TensorSplit, batch_size: int) -> DataLoader:
-        return self._loader(("eval", _identity(data), batch_size), data,
-                            lambda: dict(batch_size=batch_size, shuffle=False))
+        batches = [list(range(i, min(i + batch_size, len(data)))) for i in range(0, len(data), batch_size)]
+        return self._loader(("eval", _identity(data), batch_size), data, batch_size, batches)
 
-    def _loader(self, key: tuple, data: TensorSplit, how) -> DataLoader:
+    def _loader(self, key: tuple, data: TensorSplit, batch_len: int, batches) -> DataLoader:
         made = self._made.get(key)
         if made is None:
-            loader = DataLoader(data, **how(), **loader_options(self.num_workers, self.device, persistent=True))
+            loader = self._make(data, batch_len, EpochBatches(batches))
             self._made[key] = (data, loader)  # holding data keeps its id unique while the loader lives
             return loader
         loader = made[1]
@@ -262,11 +290,37 @@ class Loaders:
             torch.empty((), dtype=torch.int64).random_()
         return loader
 
+    def _make(self, data, batch_len: int, sampler: EpochBatches) -> DataLoader:
+        options = loader_options(self.num_workers, self.device, persistent=True)
+        base = data.dataset if isinstance(data, Subset) else data
+        dtype = getattr(base, "ring_dtype", None)
+        if self.num_workers == 0 or dtype is None:
+            return DataLoader(data, batch_sampler=sampler, **options)
+        ring = BatchRing.fitting(options["prefetch_factor"] * self.num_workers + 1, batch_len,
+                                 (1, base.size, base.size), dtype)
+        if ring is None:
+            return DataLoader(data, batch_sampler=sampler, **options)
+        # a module function, not a method: a loader that referred back to its Loaders would make a reference
+        # cycle, and the cyclic collector closes the index queues before DataLoader can stop its workers with them
+        copy_out = _copy_uint8 if self.uint8_batches else _copy_to_float
+        return RingLoader(RingDataset(data, ring), copy_out, batch_sampler=sampler, **options)
+
+
+def _copy_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """A batch out of its ring slot, 8-bit pixels kept (CPU; on CUDA the pin-memory thread copies it)."""
+    return pixels.clone() if pixels.dtype == torch.uint8 else _copy_to_float(pixels)
+
+
+def _copy_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels_to_tensor(pixels.numpy())
+
+
+def _is_cuda(device) -> bool:
+    return getattr(device, "type", device) == "cuda"
+
 
 def _identity(data) -> tuple:
     """One loader per dataset object, and per (dataset, indices) for a Subset made anew each epoch (a shard)."""
-    from torch.utils.data import Subset
-
     if isinstance(data, Subset):
         return ("subset", *_identity(data.dataset), tuple(data.indices))
     return (id(data),)

@@ -1,0 +1,88 @@
+"""Worker batches through the shared-memory ring (txkit.training.batch_ring)."""
+
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset
+
+import txkit.training.batch_ring as batch_ring
+from test_image_cache import SIZE, train_split, write_folder
+from txkit.cache.images import CacheSettings
+from txkit.network import to_input
+from txkit.training.batch_ring import BatchRing, Numbered, RingLoader
+from txkit.training.data import Loaders, TensorSplit
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def splits(tmp_path):
+    split = train_split(write_folder(tmp_path / "images", per_class=9, bits="8"))
+    settings = CacheSettings(directory=str(tmp_path / "cache"), progress=False)
+    return TensorSplit(split, SIZE, "multiclass"), TensorSplit(split, SIZE, "multiclass", cache=settings)
+
+
+def expected(plain: TensorSplit, batch) -> torch.Tensor:
+    return torch.stack([plain[i][0] for i in batch])
+
+
+def test_a_slot_overwritten_before_its_copy_is_refused():
+    ring = BatchRing(slots=3, batch_len=2, image_shape=(1, 4, 4), dtype=torch.uint8)
+    ref = ring.write(Numbered([0, 1], 4), lambda out: out.fill(7), np.array([0, 1]))
+    x, y = ring.take(ref, torch.Tensor.clone)
+    assert torch.equal(x, torch.full((2, 1, 4, 4), 7, dtype=torch.uint8)) and y.tolist() == [0, 1]
+    ring.write(Numbered([2], 4 + 3), lambda out: out.fill(9), np.array([1]))  # batch 7 takes batch 4's slot
+    with pytest.raises(RuntimeError, match="slot 1 holds batch 7, expected batch 4"):
+        ring.take(ref, torch.Tensor.clone)
+    assert ring.write(Numbered([0, 1, 2], 8), lambda out: out.fill(1), np.array([0, 0, 0])) is None  # too long
+
+
+def test_batches_longer_than_a_slot_still_arrive(splits):
+    plain, cached = splits
+    Sampler = namedtuple("Sampler", "batches")
+    long_batches = [list(range(0, 11)), list(range(11, len(plain)))]  # a slot holds batch_size + 1 = 5
+
+    class Long(Sampler):
+        def __iter__(self):
+            return iter(self.batches)
+
+        def __len__(self):
+            return len(self.batches)
+
+    loader = Loaders(4, seed=0, num_workers=2).train(cached, 0, Long(long_batches))
+    assert isinstance(loader, RingLoader)
+    got = [to_input(x, CPU) for x, _ in loader]
+    assert [len(x) for x in got] == [11, len(plain) - 11]
+    assert all(torch.equal(x, expected(plain, batch)) for x, batch in zip(got, long_batches, strict=True))
+
+
+def test_without_room_in_shared_memory_batches_take_dataloaders_way(splits, monkeypatch):
+    plain, cached = splits
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(batch_ring.shutil, "disk_usage", lambda path: Usage(1 << 20, 1 << 20, 1000))
+    loader = Loaders(4, seed=0, num_workers=2).evaluation(cached, 5)
+    assert not isinstance(loader, RingLoader)
+    assert torch.equal(torch.cat([to_input(x, CPU) for x, _ in loader]), expected(plain, range(len(plain))))
+
+
+def test_a_subset_shard_goes_through_the_ring(splits):
+    plain, cached = splits
+    rows = list(range(1, len(plain), 2))  # what sharding.shard gives process 1 of 2
+    loader = Loaders(4, seed=0, num_workers=2).evaluation(Subset(cached, rows), 3)
+    assert isinstance(loader, RingLoader)
+    batches = list(loader)
+    assert torch.equal(torch.cat([x for x, _ in batches]), expected(plain, rows))
+    assert torch.equal(torch.cat([y for _, y in batches]), torch.stack([plain[i][1] for i in rows]))
+
+
+def test_dropping_the_loaders_stops_their_workers(splits):
+    _, cached = splits
+    loaders = Loaders(4, seed=0, num_workers=2)
+    loader = loaders.train(cached, 0)
+    list(loader)
+    workers = list(loader._iterator._workers)
+    assert all(w.is_alive() for w in workers)
+    del loaders, loader  # no reference cycle: freed at once, and DataLoader stops its workers
+    assert not any(w.is_alive() for w in workers)
