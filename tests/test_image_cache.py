@@ -268,8 +268,9 @@ def test_full_disk_is_one_line_and_leaves_nothing(folder, settings, monkeypatch)
 
 @pytest.mark.parametrize("strategy", ["full", "last-layer"])
 def test_training_with_workers_equals_training_in_the_main_process(tmp_path, strategy):
-    """The uint8 batches that workers send train to the same weights as the main process's float32 batches
-    (with the frozen-prefix feature cache too, for last-layer)."""
+    """Batches that workers write into the ring (copied out as float32 on the CPU) train to the same weights as
+    the main process's batches (with the frozen-prefix feature cache too, for last-layer); a finished run has
+    stopped its workers."""
     from safetensors.torch import load_file
 
     from txkit.training import session
@@ -283,5 +284,6 @@ def test_training_with_workers_equals_training_in_the_main_process(tmp_path, str
                           num_workers=workers, cache_dir=str(tmp_path / "cache"))
         run_dir, _ = session.train(cfg, tmp_path / f"workers-{workers}")
         weights[workers] = load_file(str(run_dir / "model.safetensors"))
+        assert not multiprocessing.active_children()
     assert weights[0].keys() == weights[2].keys()
     assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

@@ -290,6 +290,15 @@ class Loaders:
             torch.empty((), dtype=torch.int64).random_()
         return loader
 
+    def close(self) -> None:
+        """Stops the loaders' worker processes now: when the garbage collector frees a loader in a reference
+        cycle, it has closed the queues DataLoader stops its workers through, and each worker costs a 5 s wait."""
+        for _, loader in self._made.values():
+            iterator, loader._iterator = getattr(loader, "_iterator", None), None
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
+        self._made.clear()
+
     def _make(self, data, batch_len: int, sampler: EpochBatches) -> DataLoader:
         options = loader_options(self.num_workers, self.device, persistent=True)
         base = data.dataset if isinstance(data, Subset) else data

@@ -122,7 +122,10 @@ def _run(trainer: Trainer, console: Console) -> dict:
         raise RunInterrupted(f"interrupted after {trainer.state.epoch} finished epoch(s); continue with: "
                              f"txkit train --resume {trainer.run_dir}") from None
     finally:
-        summary = _finish(trainer, status, time.perf_counter() - started)
+        try:
+            summary = _finish(trainer, status, time.perf_counter() - started)
+        finally:
+            trainer.loaders.close()
     return summary
 
 
