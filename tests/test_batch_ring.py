@@ -86,3 +86,18 @@ def test_dropping_the_loaders_stops_their_workers(splits):
     assert all(w.is_alive() for w in workers)
     del loaders, loader  # no reference cycle: freed at once, and DataLoader stops its workers
     assert not any(w.is_alive() for w in workers)
+
+
+def test_dataloaders_pin_memory_step_copies_a_batch_out_of_its_slot(monkeypatch):
+    """On CUDA, DataLoader's pin-memory thread calls pin_memory() on what a worker returned: for a SlotRef that
+    is the copy out of the ring (pinned memory needs CUDA, so the copy is a plain one here)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    monkeypatch.setattr(batch_ring, "_pinned_copy", torch.Tensor.clone)
+    ring = BatchRing(slots=2, batch_len=3, image_shape=(1, 2, 2), dtype=torch.uint8)
+    ref = ring.write(Numbered([5, 6], 1), lambda out: np.copyto(out, np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2)),
+                     np.array([1, 0]))
+    x, y = pin_memory(ref)
+    assert torch.equal(x, torch.arange(8, dtype=torch.uint8).reshape(2, 1, 2, 2)) and y.tolist() == [1, 0]
+    ring.pixels.zero_()
+    assert x.sum() == 28  # a copy, not a view of the slot
