@@ -84,7 +84,8 @@ class TensorSplit(Dataset):
         decodes each image, and that, not the transfer, sets the pace."""
         if self.store is None:
             return None
-        return {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}.get(self.store.array.dtype)
+        dtypes = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}
+        return dtypes.get(np.dtype(self.store.header["dtype"]))
 
     def read_into(self, indices, out: np.ndarray) -> None:
         """The cached pixels of ``indices`` into ``out`` (n, 1, S, S) or (n, S, S), in the cache's dtype."""
