@@ -235,6 +235,20 @@ def test_bad_rules_are_one_line_errors_on_the_command_line():
     assert_one_line_error(result, "--intensity hu", "--colorizer deconv")
 
 
+def test_training_warnings_name_the_flags_on_the_command_line(tmp_path):
+    """The library's warnings name config fields (`intensity`); `txkit train` shows its flags instead."""
+    result = txkit("train", "--dataset", "imagefolder", "--data-root", str(ct_folder(tmp_path / "ct")),
+                   "--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "1",
+                   "--batch-size", "4", "--device", "cpu", "--intensity", "window:40:400", "--colorizer", "window",
+                   "--out", str(tmp_path / "run"), env={"TXKIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = " ".join(result.stderr.split())
+    assert "warning: the window colorizer maps its [0, 1] input back to HU" in said
+    assert "train with --intensity hu (now window:40:400)" in said and "`" not in said
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["intensity"]["warnings"]
+    assert any("train with `intensity` hu" in warning for warning in recorded)  # config.json: the field's name
+
+
 @pytest.fixture(scope="module")
 def hu_run(module_tmp):
     base = module_tmp("hu_run")

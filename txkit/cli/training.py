@@ -7,6 +7,7 @@ import json
 import click
 
 from txkit.cli.config_options import config_from_options, config_options, field_option
+from txkit.errors import for_cli
 from txkit.training.config import TrainConfig
 
 
@@ -30,7 +31,8 @@ def train_command(out, resume, as_json, **options):
         if resume:
             run_dir, summary = session.resume(resume)
         else:
-            run_dir, summary = session.train(distributed.main_first(config_from_options, options), out)
+            cfg = distributed.main_first(config_from_options, options)
+            run_dir, summary = session.train(cfg, out, wording=for_cli)
         if as_json:
             click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
             return

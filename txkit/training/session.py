@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -31,14 +32,17 @@ def progress_bar(console: Console) -> Progress:
                     refresh_per_second=2)
 
 
-def train(cfg: TrainConfig, out: str | None = None, console: Console | None = None) -> tuple[Path, dict]:
-    """Check and build everything, then make the run directory (a failed start leaves nothing behind)."""
+def train(cfg: TrainConfig, out: str | None = None, console: Console | None = None,
+          wording: Callable[[str], str] = str) -> tuple[Path, dict]:
+    """Check and build everything, then make the run directory (a failed start leaves nothing behind).
+    ``wording`` renders the warnings, which name config fields in backticks: ``txkit.errors.for_cli`` names
+    the CLI's flags instead."""
     distributed.ensure_init()  # under torchrun: join the process group (no-op in one process)
     console = distributed.quiet(console or Console(stderr=True))  # only process 0 prints
     trainer = distributed.main_first(_new_run, cfg, out)  # process 0 first; an error on one stops all
     trainer.run_dir = distributed.from_main(trainer.run_dir)
     for warning in intensity_warnings(trainer):
-        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+        console.print(f"warning: {wording(warning)}", style="yellow", markup=False, highlight=False)
     return trainer.run_dir, _run(trainer, console)
 
 
