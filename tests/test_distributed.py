@@ -117,6 +117,18 @@ def test_a_run_resumes_only_on_the_number_of_processes_it_started_on(monkeypatch
         distributed.check_resume("runs/r", {"world_size": 1, "backend": None})
 
 
+def test_the_resume_hint_is_the_command_that_resumes(monkeypatch):
+    from txkit.training import distributed
+
+    assert distributed.resume_command("runs/r") == "txkit train --resume runs/r"
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert distributed.resume_command("runs/r") == "torchrun --nproc_per_node=2 -m txkit train --resume runs/r"
+    monkeypatch.setattr(distributed, "world_size", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert distributed.resume_command("runs/r").startswith("torchrun --nnodes=2 --nproc_per_node=4 (and the ")
+
+
 @pytest.fixture(scope="module")
 def runs(module_tmp):
     root = module_tmp("ddp")

@@ -124,6 +124,17 @@ def record() -> dict:
     return {"world_size": world_size(), "backend": _ctx.backend if _ctx else None}
 
 
+def resume_command(run) -> str:
+    """The command that continues ``run`` from this process: under torchrun, with its processes per node."""
+    if world_size() == 1:
+        return f"txkit train --resume {run}"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    if local == world_size():
+        return f"torchrun --nproc_per_node={local} -m txkit train --resume {run}"
+    return (f"torchrun --nnodes={world_size() // local} --nproc_per_node={local} (and the rendezvous options it "
+            f"started with) -m txkit train --resume {run}")
+
+
 def check_resume(run, recorded: dict | None) -> None:
     """A run resumes on as many processes as it started on (batch-norm statistics and the DDP state are
     per process; the data order itself does not depend on the world size)."""

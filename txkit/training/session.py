@@ -121,10 +121,10 @@ def _run(trainer: Trainer, console: Console) -> dict:
         raise
     except ckpt.WriteError as exc:
         raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: free space and "
-                         f"continue with txkit train --resume {trainer.run_dir}") from None
+                         f"continue with {distributed.resume_command(trainer.run_dir)}") from None
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted after {trainer.state.epoch} finished epoch(s); continue with: "
-                             f"txkit train --resume {trainer.run_dir}") from None
+                             f"{distributed.resume_command(trainer.run_dir)}") from None
     finally:
         try:
             summary = _finish(trainer, status, time.perf_counter() - started)
