@@ -272,18 +272,20 @@ class Loaders:
 
     def train(self, data: TensorSplit, epoch: int, sampler: Sampler | None = None) -> DataLoader:
         # train_batches joins a last batch of one image to the one before: batch_size + 1 at most
-        loader = self._loader(("train", _identity(data)), data, self.batch_size + 1, None)
+        loader = self._loader(("train", _identity(data)), data, self.batch_size + 1)
         loader.batch_sampler.current = sampler or ShuffledBatches(len(data), self.batch_size, self.seed, epoch)
         return loader
 
     def evaluation(self, data: TensorSplit, batch_size: int) -> DataLoader:
-        batches = [list(range(i, min(i + batch_size, len(data)))) for i in range(0, len(data), batch_size)]
-        return self._loader(("eval", _identity(data), batch_size), data, batch_size, batches)
+        return self._loader(("eval", _identity(data), batch_size), data, batch_size,
+                            lambda: [list(range(i, min(i + batch_size, len(data))))
+                                     for i in range(0, len(data), batch_size)])
 
-    def _loader(self, key: tuple, data: TensorSplit, batch_len: int, batches) -> DataLoader:
+    def _loader(self, key: tuple, data: TensorSplit, batch_len: int, batches=None) -> DataLoader:
+        """The loader made for ``key``, or a new one; ``batches`` makes fixed batches (evaluation)."""
         made = self._made.get(key)
         if made is None:
-            loader = self._make(data, batch_len, EpochBatches(batches))
+            loader = self._make(data, batch_len, EpochBatches(batches and batches()))
             self._made[key] = (data, loader)  # holding data keeps its id unique while the loader lives
             return loader
         loader = made[1]
