@@ -67,7 +67,7 @@ class BatchRing:
     def fitting(cls, slots: int, batch_len: int, image_shape, dtype: torch.dtype) -> BatchRing | None:
         """A ring, or None when it would take more than half of the free shared memory (a container's small
         /dev/shm): then batches go through DataLoader's own transfer."""
-        need = slots * batch_len * int(np.prod(image_shape)) * torch.empty((), dtype=dtype).element_size()
+        need = slots * batch_len * int(np.prod(image_shape)) * dtype.itemsize
         try:
             if need > shutil.disk_usage(SHM).free // 2:
                 return None

@@ -63,7 +63,7 @@ class TensorSplit(Dataset):
 
     def __getitems__(self, indices: list[int]) -> "StackedBatch":
         """A whole batch at once (DataLoader's batched fetch): one read of the memmap, one conversion."""
-        y = self.targets[torch.as_tensor(indices, dtype=torch.long)]
+        y = self._targets_of(indices)
         shape = (len(indices), 1, self.size, self.size)
         if self.store is not None:
             if self.store.array.dtype == np.uint8 and torch.utils.data.get_worker_info() is not None:
@@ -92,7 +92,10 @@ class TensorSplit(Dataset):
         np.take(self.store.array, self._store_rows(indices), axis=0, out=out[:, 0] if out.ndim == 4 else out)
 
     def labels_of(self, indices) -> np.ndarray:
-        return self.targets[torch.as_tensor(indices, dtype=torch.long)].numpy()
+        return self._targets_of(indices).numpy()
+
+    def _targets_of(self, indices) -> torch.Tensor:
+        return self.targets[torch.as_tensor(indices, dtype=torch.long)]
 
     def _store_rows(self, indices) -> np.ndarray:
         rows = np.asarray(indices, dtype=np.int64)
@@ -305,11 +308,9 @@ class Loaders:
     def _make(self, data, batch_len: int, sampler: EpochBatches) -> DataLoader:
         options = loader_options(self.num_workers, self.device, persistent=True)
         base = data.dataset if isinstance(data, Subset) else data
-        dtype = getattr(base, "ring_dtype", None)
-        if self.num_workers == 0 or dtype is None:
-            return DataLoader(data, batch_sampler=sampler, **options)
-        ring = BatchRing.fitting(options["prefetch_factor"] * self.num_workers + 1, batch_len,
-                                 (1, base.size, base.size), dtype)
+        dtype = getattr(base, "ring_dtype", None) if self.num_workers else None
+        ring = None if dtype is None else BatchRing.fitting(options["prefetch_factor"] * self.num_workers + 1,
+                                                            batch_len, (1, base.size, base.size), dtype)
         if ring is None:
             return DataLoader(data, batch_sampler=sampler, **options)
         # a module function, not a method: a loader that referred back to its Loaders would make a reference
