@@ -6,7 +6,7 @@ The PNGs are 512-px NIH ChestX-ray14 samples (../shared/data/nih-cxr14-samples/)
 ``--images`` distinct files in a temp folder. Rows:
 - txkit cold: the first pass, the decode-once cache built (decode + resize + write) and then read once;
 - txkit cached, 0 / 2 workers: later epochs (the 2-worker loader is persistent: workers start once, and that
-  first epoch is not counted); workers write batches into a shared-memory ring (txkit.training.batch_ring) and
+  first epoch is not counted); workers write batches into a shared-memory ring (txkit.data.batch_ring) and
   the main process copies them out as float32, as a CPU trainer receives them; the row "as delivered (uint8)"
   copies them out as uint8, as a GPU trainer receives them (it scales them on the device);
 - plain PyTorch, 0 / 2 workers: a Dataset that opens, converts and resizes each PNG with PIL (no cache);
@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from txkit.cache.images import CacheSettings
+from txkit.data.cache import CacheSettings
 from txkit.network import to_input
 from txkit.datasets.intensity import IntensityRule
 from txkit.plugins import create
-from txkit.training.data import Loaders, TensorSplit
+from txkit.data.loader import Loaders, TensorSplit
 
 CPU = torch.device("cpu")
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih-cxr14-samples"

@@ -42,9 +42,9 @@ def status_kib(field: str) -> int:
 def child(folder: str, size: int, cache: bool, cache_dir: str) -> None:
     import resource
 
-    from txkit.cache.images import CacheSettings
+    from txkit.data.cache import CacheSettings
     from txkit.plugins import create
-    from txkit.training.data import Loaders, TensorSplit
+    from txkit.data.loader import Loaders, TensorSplit
 
     floor = status_kib("RssAnon")
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Worker batches through the shared-memory ring (txkit.training.batch_ring)."""
+"""Worker batches through the shared-memory ring (txkit.data.batch_ring)."""
 
 from collections import namedtuple
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-import txkit.training.batch_ring as batch_ring
+import txkit.data.batch_ring as batch_ring
 from test_image_cache import SIZE, train_split, write_folder
-from txkit.cache.images import CacheSettings
+from txkit.data.cache import CacheSettings
 from txkit.network import to_input
-from txkit.training.batch_ring import BatchRing, Numbered, RingLoader
-from txkit.training.data import Loaders, TensorSplit
+from txkit.data.batch_ring import BatchRing, Numbered, RingLoader
+from txkit.data.loader import Loaders, TensorSplit
 
 CPU = torch.device("cpu")
 

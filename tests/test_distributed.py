@@ -74,7 +74,7 @@ def test_shard_losses_add_up_to_the_global_batch_loss(monkeypatch, kind):
     import torch
 
     from txkit.training import sharding
-    from txkit.training.data import EpochBatches
+    from txkit.data.loader import EpochBatches
     from txkit.training.imbalance import loss_function
 
     rng = np.random.default_rng(0)

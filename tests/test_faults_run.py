@@ -14,7 +14,7 @@ from helpers import make_distribution, pythonpath, run_txkit, tiny_config
 from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
 from txkit.training import session
-from txkit.training.data import train_batches
+from txkit.data.loader import train_batches
 from txkit.training.engine import Trainer
 from txkit.training.session import RunInterrupted
 

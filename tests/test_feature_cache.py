@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from txkit.backbones.base import Backbone
-from txkit.cache import features
+from txkit.training import feature_cache as features
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.training import session

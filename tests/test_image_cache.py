@@ -1,4 +1,4 @@
-"""The decode-once image cache (txkit.cache.images) and the loaders that read it (txkit.training.data)."""
+"""The decode-once image cache (txkit.data.cache) and the loaders that read it (txkit.data.loader)."""
 
 import json
 import multiprocessing
@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 import txkit.datasets.intensity as intensity
-import txkit.training.data as data_module
-from txkit.cache.images import CacheSettings, cache_root, clear_caches, list_caches, open_images
+import txkit.data.loader as data_module
+from txkit.data.cache import CacheSettings, cache_root, clear_caches, list_caches, open_images
 from txkit.cli.data import data_group
 from txkit.datasets.intensity import IntensityRule
 from txkit.errors import DataError
 from txkit.plugins import create
 from txkit.network import to_input
-from txkit.training.data import Loaders, ShuffledBatches, TensorSplit, make_loader
+from txkit.data.loader import Loaders, ShuffledBatches, TensorSplit, make_loader
 
 SIZE = 16
 CPU = torch.device("cpu")
@@ -255,7 +255,7 @@ def test_cli_builds_lists_and_clears(folder, settings):
 def test_full_disk_is_one_line_and_leaves_nothing(folder, settings, monkeypatch):
     import errno
 
-    import txkit.cache.images as images_module
+    import txkit.data.cache as images_module
 
     def full(self, index, image):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -14,7 +14,7 @@ from helpers import copy_with
 from PIL import Image
 
 from txkit.config import TrainConfig
-from txkit.config.train import ConfigError
+from txkit.errors import ConfigError
 from txkit.datasets import intensity
 from txkit.datasets.base import Split
 from txkit.datasets.files import file_split
@@ -23,7 +23,7 @@ from txkit.colorizers.inputs import check_config
 from txkit.datasets.intensity import IntensityRule, convert, load_file, load_input
 from txkit.errors import DataError
 from txkit.plugins import create
-from txkit.training.data import resize_gray
+from txkit.datasets.pixels import resize_gray
 
 try:
     from pydicom.pixels import apply_modality_lut

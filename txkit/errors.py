@@ -21,6 +21,10 @@ class UnknownNameError(TxkitError):
     """A registry lookup that found nothing (the message suggests the closest name)."""
 
 
+class ConfigError(TxkitError):
+    """A config value that fails its field's validation; the message names the field in backticks."""
+
+
 class DataError(TxkitError):
     """A dataset that cannot be read as given."""
 

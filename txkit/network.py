@@ -147,7 +147,7 @@ def to_input(x: torch.Tensor, device: torch.device, memory_format=torch.contiguo
     """A batch on ``device``; image batches (4-d) in the network's memory format (channels_last on CUDA).
 
     A uint8 batch (from a loader's workers) moves as uint8 and is scaled by 1/255 on ``device``: the same float32
-    values as :class:`txkit.training.data.TensorSplit` gives in the main process (true division, also on CUDA,
+    values as :class:`txkit.data.loader.TensorSplit` gives in the main process (true division, also on CUDA,
     where a Python-number divisor would become a multiplication by its reciprocal)."""
     moved = x.to(device, memory_format=memory_format) if x.dim() == 4 else x.to(device)
     if moved.dtype != torch.uint8:

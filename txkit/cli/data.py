@@ -1,5 +1,5 @@
 """`txkit data info`: what a dataset holds, per split, after its label policy (never imports torch);
-`txkit data cache`: build, list and clear the decode-once image cache (txkit.cache.images)."""
+`txkit data cache`: build, list and clear the decode-once image cache (txkit.data.cache)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def info_command(name, data_root, data_options, skip_bad_images, sample, intensi
 def cache_command(name, data_root, data_options, image_size, intensity, skip_bad_images, cache_dir, list_caches,
                   clear, older_than, as_json):
     """Build the image cache of every split of dataset NAME ahead of training, or --list / --clear caches."""
-    from txkit.cache.images import cache_root
+    from txkit.data.cache import cache_root
 
     root = cache_root(cache_dir)
     if list_caches + clear + (name is not None) != 1:
@@ -85,7 +85,7 @@ def cache_command(name, data_root, data_options, image_size, intensity, skip_bad
 def _build_caches(name, data_root, options, image_size, intensity, cache_dir, as_json) -> None:
     from rich.table import Table
 
-    from txkit.cache.images import CacheSettings, open_images
+    from txkit.data.cache import CacheSettings, open_images
     from txkit.cli.output import print_table
     from txkit.datasets.intensity import IntensityRule
     from txkit.plugins import create
@@ -122,7 +122,7 @@ def _build_caches(name, data_root, options, image_size, intensity, cache_dir, as
 def _list_caches(root, as_json: bool) -> None:
     from rich.table import Table
 
-    from txkit.cache.images import list_caches
+    from txkit.data.cache import list_caches
     from txkit.cli.output import print_table
 
     headers = list_caches(root)
@@ -143,7 +143,7 @@ def _list_caches(root, as_json: bool) -> None:
 
 
 def _clear_caches(root, older_than, as_json: bool) -> None:
-    from txkit.cache.images import clear_caches
+    from txkit.data.cache import clear_caches
 
     removed, freed = clear_caches(root, older_than)
     if as_json:

@@ -23,7 +23,7 @@ def check_config(cfg):
     none, is refused. A colorizer set to expect HU is refused with any other rule.
     """
     rule = IntensityRule.parse(cfg.intensity)
-    from txkit.config.train import ConfigError
+    from txkit.errors import ConfigError
 
     if cfg.colorizer is None:
         if rule.name == "hu":

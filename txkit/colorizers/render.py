@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from txkit.datasets.base import load_gray
-from txkit.datasets.intensity import as_float, load_file, run_rule
-from txkit.training.data import resize_gray
+from txkit.datasets.intensity import load_file, run_rule
+from txkit.datasets.pixels import as_float, resize_gray
 from txkit.training.evaluation import load_run
 from txkit.visualizers.pipeline import unique_stems
 

@@ -18,11 +18,7 @@ import txkit.pydantic_guard  # noqa: F401 - before the first model class
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from txkit.config.weights import WeightsSource
-from txkit.errors import TxkitError, for_cli
-
-
-class ConfigError(TxkitError):
-    """A config value that fails its field's validation; the message names the field in backticks."""
+from txkit.errors import ConfigError, TxkitError, for_cli
 
 
 def _extra(**extra) -> dict:

@@ -1,6 +1,6 @@
 """Intensity rules: how an image's stored values become the network's input (docs/training.md, "Intensity rules").
 
-Contract used by the loader and the image cache (``txkit.training.data``, ``txkit.cache``):
+Contract used by the loader and the image cache (``txkit.data.loader``, ``txkit.data.cache``):
 
 - ``IntensityRule.parse(text)`` checks a rule (``ConfigError`` naming `intensity`);
 - ``rule.fit(split)`` returns the rule with its dataset-wide statistics resolved (percentile bounds) and the kinds
@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from txkit.datasets.base import Split, probe_intensity, read_intensity
-from txkit.errors import DataError, TxkitError
+from txkit.datasets.pixels import as_float, resize_gray
+from txkit.errors import ConfigError, DataError, TxkitError
 
 NAMES = ("auto", "bitdepth", "dicom-voi", "minmax", "hu")
 PARAMETERS = {"window": ("LEVEL", "WIDTH"), "percentile": ("LOW", "HIGH")}
@@ -109,7 +110,6 @@ class IntensityRule:
 
     @classmethod
     def parse(cls, text: str) -> "IntensityRule":
-        from txkit.config.train import ConfigError
 
         why = problem(text)
         if why:
@@ -285,19 +285,11 @@ def load_file(path, size: int, rule: IntensityRule, missing: str = "check the pa
     return convert(values, info, size, rule, path)
 
 
-def as_float(pixels: np.ndarray) -> np.ndarray:
-    """The network input as float32: ``uint8`` / 255, anything else as it is."""
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / np.float32(255.0)
-    return pixels.astype(np.float32, copy=False)
-
 
 def convert(values: np.ndarray, info: dict, size: int, rule: IntensityRule, source) -> np.ndarray:
     """Stored ``values`` with their ``info`` through ``rule``, resized; ``source`` names the image in errors."""
     how = rule.effective(source_kind(info))
     if how == EIGHT_BIT:
-        from txkit.training.data import resize_gray
-
         small = resize_gray(np.asarray(values, dtype=np.uint8), size)
         return as_float(small) if rule.dtype == np.float32 else small
     values = np.asarray(values, dtype=np.float64)

@@ -13,7 +13,7 @@ import torch
 
 from txkit.datasets.base import TxDataset
 from txkit.errors import TxkitError
-from txkit.cache.features import FeatureCache
+from txkit.training.feature_cache import FeatureCache
 from txkit.network import to_input
 from txkit.plugins import create
 from txkit.strategies import Strategy
@@ -21,8 +21,8 @@ from txkit.training import checkpoint as ckpt
 from txkit.training import distributed, runs, sharding
 from txkit.training.build import build_network, build_strategy, place_network, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.training.data import (Loaders, TensorSplit, cache_settings, check_nonempty, fraction_indices, input_rule,
-                                 label_strata, resolve_workers, train_batches)
+from txkit.data.loader import Loaders, TensorSplit, cache_settings, input_rule, resolve_workers, train_batches
+from txkit.data.splits import check_nonempty, fraction_indices, label_strata
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.input_size import check_input_size, image_size
 from txkit.training.logs import EpochLogs
@@ -236,7 +236,7 @@ class Trainer:
         sampler = None
         if self.sample_weights is not None:
             sampler = BalancedBatches(self.sample_weights, self.cfg.batch_size, self.cfg.seed, epoch)
-        cached = self.feature_cache.prepare(epoch)  # frozen-prefix features instead of images (txkit.cache.features)
+        cached = self.feature_cache.prepare(epoch)  # frozen-prefix features instead of images (txkit.training.feature_cache)
         if cached:
             loader = self.feature_cache.train_batches(epoch, sampler)
         else:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from txkit.datasets.base import TxDataset
-from txkit.datasets.intensity import as_float, load_file, run_rule
+from txkit.datasets.intensity import load_file, run_rule
+from txkit.datasets.pixels import as_float
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.stats import (apply_temperature, bootstrap_metrics, calibration_summary, delong_per_class,
@@ -17,7 +18,7 @@ from txkit.stats import (apply_temperature, bootstrap_metrics, calibration_summa
 from txkit.training import checkpoint as ckpt
 from txkit.training import runs
 from txkit.training.build import build_network, build_strategy
-from txkit.training.data import TensorSplit, cache_settings, input_rule, make_loader
+from txkit.data.loader import TensorSplit, cache_settings, input_rule, make_loader
 from txkit.training.engine import load_dataset
 from txkit.training.metrics import compute_metrics, compute_metrics_from_logits, plot_roc, probabilities, \
     ranking_scores

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Sampler
 
 from txkit.errors import TxkitError
-from txkit.training.data import train_batches
+from txkit.data.loader import train_batches
 
 CLASS_WEIGHT_RULES = ("none", "balanced")
 SAMPLERS = ("none", "balanced")

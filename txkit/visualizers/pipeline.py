@@ -273,8 +273,8 @@ def _batch(originals, size: int, images=(), rule=None):
     import numpy as np
     import torch
 
-    from txkit.datasets.intensity import as_float, load_file
-    from txkit.training.data import resize_gray
+    from txkit.datasets.intensity import load_file
+    from txkit.datasets.pixels import as_float, resize_gray
 
     files = list(images) if len(images) == len(originals) else [None] * len(originals)
     pixels = [as_float(load_file(image, size, rule)) if rule is not None and isinstance(image, (str, Path))

@@ -1,5 +1,5 @@
 """Cutting a network at a module boundary: ``NetSplit.prefix`` runs it up to the boundary's input,
-``NetSplit.suffix`` runs it from there on (see :mod:`txkit.cache.features`).
+``NetSplit.suffix`` runs it from there on (see :mod:`txkit.training.feature_cache`).
 
 One traced forward finds the boundary (the first module of a trainable stage to run) and the modules that run
 before it; ``suffix`` short-circuits those (they return zeros of their traced shape, which only reach the

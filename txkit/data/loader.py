@@ -1,4 +1,5 @@
-"""From a TxDataset to tensors: the intensity rule, the image cache, seeded fractions, loaders."""
+"""From a TxDataset's splits to tensors: TensorSplit (pixels from the image cache or the intensity rule), the
+samplers that fix each epoch's batches, and the loaders of a run (workers, the batch ring)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from txkit.cache.images import CacheSettings, open_images
+from txkit.data.cache import CacheSettings, open_images
 from txkit.datasets.base import Split, TxDataset
 from txkit.datasets.intensity import IntensityRule, load_input
-from txkit.errors import DataError, TxkitError
-from txkit.training.batch_ring import BatchRing, Numbered, RingDataset, RingLoader, SlotRef, shared_tensor
+from txkit.datasets.pixels import as_float
+from txkit.data.batch_ring import BatchRing, Numbered, RingDataset, RingLoader, SlotRef, shared_tensor
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 
@@ -25,7 +26,7 @@ class TensorSplit(Dataset):
     pinned, to the GPU); :func:`txkit.network.to_input` scales it by 1/255 where the batch arrives, to the same
     values. Batches made in the main process are float32.
 
-    Pixels come from the disk image cache (:mod:`txkit.cache.images`) when ``cache`` enables it and the split has
+    Pixels come from the disk image cache (:mod:`txkit.data.cache`) when ``cache`` enables it and the split has
     source files, else from ``load_input`` (kept in the main process's memory when the split is small). ``indices``
     selects a subset (a `fraction`) while the disk cache covers the whole ``split``, so runs of every fraction
     share one cache. The tensors are the same either way.
@@ -71,11 +72,11 @@ class TensorSplit(Dataset):
                 self.read_into(indices, x.numpy()[:, 0])  # memmap -> shared memory, one copy
                 return StackedBatch(x, y)
             x = _batch_tensor(shape)
-            to_float(self.store.array[self._store_rows(indices)], x.numpy()[:, 0])
+            as_float(self.store.array[self._store_rows(indices)], x.numpy()[:, 0])
         else:
             x = _batch_tensor(shape)
             for k, index in enumerate(indices):
-                to_float(self.pixels(index), x.numpy()[k, 0])
+                as_float(self.pixels(index), x.numpy()[k, 0])
         return StackedBatch(x, y)
 
     @property
@@ -104,17 +105,7 @@ class TensorSplit(Dataset):
 
 def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """One image's network input: uint8 scaled by 1/255 (float32), float32 kept (a copy either way)."""
-    return torch.from_numpy(to_float(pixels, np.empty(pixels.shape, dtype=np.float32)))
-
-
-def to_float(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``pixels`` into the float32 array ``out``: uint8 / 255 in float32 (IEEE division, the same values as
-    ``intensity.as_float`` and torch's ``div_``), float32 copied. numpy, single-threaded: torch's threaded
-    element-wise ops stall when the cores are busy (the model, other runs)."""
-    out[...] = pixels
-    if pixels.dtype == np.uint8:
-        np.divide(out, np.float32(255.0), out=out)
-    return out
+    return torch.from_numpy(as_float(pixels, np.empty(pixels.shape, dtype=np.float32)))
 
 
 def _batch_tensor(shape, dtype=torch.float32) -> torch.Tensor:
@@ -154,37 +145,6 @@ def input_rule(cfg, dataset: TxDataset) -> IntensityRule:
 
 def cache_settings(cfg) -> CacheSettings:
     return CacheSettings(enabled=cfg.image_cache, directory=cfg.cache_dir)
-
-
-def resize_gray(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape == (size, size):
-        return image
-    from PIL import Image
-
-    # Bicubic enlargement as in Suzuki et al. (32x32 ROIs enlarged to 224).
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC), dtype=np.uint8)
-
-
-def fraction_indices(split: Split, fraction: float, seed: int, task: str) -> np.ndarray:
-    """A class-proportional, seeded subset of a split (at least one image per present class)."""
-    if not 0 < fraction <= 1:
-        raise TxkitError(f"`fraction` must be in (0, 1], got {fraction}")
-    if fraction == 1:
-        return np.arange(len(split))
-    strata = split.labels if task == "multiclass" else label_strata(split.labels)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for value in np.unique(strata):
-        members = np.flatnonzero(strata == value)
-        keep = max(1, int(round(fraction * len(members))))
-        chosen.append(rng.permutation(members)[:keep])
-    return np.sort(np.concatenate(chosen))
-
-
-def label_strata(labels: np.ndarray) -> np.ndarray:
-    # Stratify multi-label data by the first positive label (-1 for none).
-    positive = np.nan_to_num(labels, nan=0.0) > 0.5
-    return np.where(positive.any(axis=1), positive.argmax(axis=1), -1)
 
 
 def train_batches(n: int, batch_size: int, order: list[int] | None = None) -> list[list[int]]:
@@ -245,7 +205,7 @@ def make_loader(data: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0
 class EpochBatches(Sampler):
     """The batch sampler of a loader that lives across epochs: ``current`` (one epoch's batches) is set before
     each epoch, in the main process, where DataLoader reads its batch sampler. Batches are numbered across epochs
-    (a worker's slot in a :class:`~txkit.training.batch_ring.BatchRing`)."""
+    (a worker's slot in a :class:`~txkit.data.batch_ring.BatchRing`)."""
 
     def __init__(self, current=None):
         self.current = current
@@ -264,7 +224,7 @@ class Loaders:
     (or the given sampler), and every epoch draws from torch's global generator as a fresh loader does, so runs,
     resumed runs and old seeds see the same batches and the same augmentation.
 
-    Workers over a disk cache write their batches into a shared-memory ring (:mod:`txkit.training.batch_ring`).
+    Workers over a disk cache write their batches into a shared-memory ring (:mod:`txkit.data.batch_ring`).
     8-bit batches arrive float32 on the CPU and, with ``uint8_batches`` (the default on CUDA), stay uint8 for
     :func:`txkit.network.to_input` to scale on the device."""
 
@@ -337,11 +297,3 @@ def _identity(data) -> tuple:
     if isinstance(data, Subset):
         return ("subset", *_identity(data.dataset), tuple(data.indices))
     return (id(data),)
-
-
-def check_nonempty(dataset: TxDataset, names=("train", "val")) -> None:
-    for name in names:
-        if name in dataset.splits and len(dataset.splits[name]) == 0:
-            raise DataError(f"dataset {dataset.name!r}: the {name} split is empty; check the data root")
-    if "train" not in dataset.splits:
-        raise DataError(f"dataset {dataset.name!r} has no train split")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from txkit.datasets.pixels import as_float, resize_rule
 from txkit.errors import DataError
 
 FORMAT_VERSION = 1
@@ -54,12 +55,6 @@ def cache_root(directory: str | os.PathLike | None = None) -> Path:
     if os.environ.get("TXKIT_CACHE_DIR"):
         return Path(os.environ["TXKIT_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "txkit"
-
-
-def resize_rule() -> str:
-    import PIL
-
-    return f"pil-bicubic-{PIL.__version__}"  # txkit.training.data.resize_gray; Pillow's kernels change rarely
 
 
 def cache_key(sources, size: int, rule_key: str) -> str:
@@ -230,7 +225,7 @@ class _Writer:
         elif dtype != self.dtype and self.dtype == "uint8":
             self._promote(index)
         if self.dtype == "float32":
-            image = _as_float(image) if dtype == "uint8" else np.asarray(image, dtype=np.float32)
+            image = as_float(image) if dtype == "uint8" else np.asarray(image, dtype=np.float32)
         self.handle.write(np.ascontiguousarray(image).tobytes())
 
     def _promote(self, done: int) -> None:
@@ -240,7 +235,7 @@ class _Writer:
         written = np.memmap(old, dtype=np.uint8, mode="r", offset=self.offset_of(old),
                             shape=(done, self.size, self.size))
         for start in range(0, done, 1024):
-            self.handle.write(_as_float(np.asarray(written[start:start + 1024])).tobytes())
+            self.handle.write(as_float(np.asarray(written[start:start + 1024])).tobytes())
         del written
         old.unlink(missing_ok=True)
 
@@ -266,11 +261,6 @@ class _Writer:
         if self.temp is not None:
             self.temp.unlink(missing_ok=True)
 
-
-def _as_float(pixels: np.ndarray) -> np.ndarray:
-    from txkit.training.data import pixels_to_tensor
-
-    return pixels_to_tensor(pixels).numpy()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

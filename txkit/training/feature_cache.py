@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from txkit.cache.netsplit import NetSplit, trace_split, verify_split
+from txkit.training.netsplit import NetSplit, trace_split, verify_split
 
 RAM_LIMIT_BYTES = 2 * 1024**3  # and at most RAM_FRACTION of the available memory; beyond: a memory-mapped file
 RAM_FRACTION = 0.25
@@ -214,7 +214,7 @@ class FeatureCache:
         t, segment = self.t, self.segments[-1]
         was_training = t.net.training
         t.net.eval()
-        from txkit.training.data import collate  # TensorSplit's batched fetch
+        from txkit.data.loader import collate  # TensorSplit's batched fetch
 
         loader = DataLoader(Subset(data, indices), batch_size=2 * t.cfg.batch_size, num_workers=workers,
                             collate_fn=collate)
@@ -265,7 +265,7 @@ class FeatureCache:
         """(features, labels) for the epoch's batches (``sampler``'s, else ShuffledBatches(seed, epoch)), each
         in the orientation the uncached path's flip draw gives it. The index batches come through a DataLoader
         so that torch's global generator is drawn from as the image loader draws from it."""
-        from txkit.training.data import ShuffledBatches
+        from txkit.data.loader import ShuffledBatches
 
         t = self.t
         n = len(t.train_data)
