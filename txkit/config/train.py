@@ -18,7 +18,7 @@ import txkit.pydantic_guard  # noqa: F401 - before the first model class
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from txkit.config.weights import WeightsSource
-from txkit.errors import ConfigError, TxkitError, for_cli
+from txkit.errors import ConfigError, for_cli
 
 
 def _extra(**extra) -> dict:

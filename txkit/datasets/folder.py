@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from pydantic import model_validator
 
 from txkit.datasets.base import TxDataset

@@ -1,6 +1,6 @@
 """Where an experiment's runs train.
 
-- ``local`` (the default; runner.py): in this process, or ``--jobs N`` worker processes, one GPU each.
+- ``local`` (the default): in this process, or ``--jobs N`` worker processes, one GPU each.
 - ``slurm``: submitit submits the runs as Slurm job arrays, one array task per run, and the command returns.
   Earlier stages go first: each wave of runs (the runs whose earlier stages are done, then the runs that
   need those, ...) is one array that depends (``afterany``) on the array tasks of the stages it reads; a run
@@ -21,11 +21,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from txkit.errors import TxkitError
+from txkit.experiments.plan import PlannedRun
+from txkit.experiments.task import execute_run, run_arguments
 from txkit.experiments.state import (DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, ExperimentState, JobBook,
                                      write_task_state)
 
@@ -111,7 +117,6 @@ class RunTask:
             write_task_state(Path(root), run_id, FAILED, job_id=job_id, error=outcome["error"], seconds=0.0)
             return outcome
         write_task_state(Path(root), run_id, RUNNING, job_id=job_id, host=socket.gethostname(), pid=os.getpid())
-        from txkit.experiments.runner import execute_run
 
         if threads:
             import torch
@@ -319,7 +324,6 @@ class _Submission:
         return executor
 
     def _submit(self, executor, runs: list, threads: int | None, gpus: list[str | None]) -> list:
-        from txkit.experiments.runner import run_arguments
 
         n = len(runs)
         try:
@@ -389,3 +393,108 @@ class _Follower:
             self.poll()
             if self.runs:
                 time.sleep(every)
+
+
+# ------------------------------------------------------------------------ local: this process or a process pool
+
+class Display(Protocol):
+    """What the local executor reports to (the runner's GridProgress)."""
+
+    def started(self, run: PlannedRun) -> None: ...
+
+    def finished(self, run: PlannedRun, outcome: dict) -> None: ...
+
+
+def run_here(todo: list[PlannedRun], state: ExperimentState, root: Path, display: Display) -> None:
+    for run in todo:
+        if _skip_if_blocked(run, state, display):
+            continue
+        state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
+        display.started(run)
+        try:
+            outcome = execute_run(*run_arguments(run, root))
+        except KeyboardInterrupt:
+            state.mark(run.id, INTERRUPTED)
+            raise
+        _record(run, outcome, state, display)
+
+
+def run_in_pool(todo: list[PlannedRun], state: ExperimentState, root: Path, display: Display,
+                 jobs: int) -> None:
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: forking a process that already ran torch's thread pools can deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    gpus = context.Queue()  # each worker takes one slot's CUDA_VISIBLE_DEVICES (round-robin over the GPUs)
+    for slot in visible_gpu_slots(jobs):
+        gpus.put(slot)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, gpus))
+    waiting, active = list(todo), {}
+    try:
+        while waiting or active:
+            _submit_ready(pool, waiting, active, jobs, state, root, display)
+            if not active:
+                break
+            finished, _ = wait(active, return_when=FIRST_COMPLETED)
+            for future in finished:
+                _record(active.pop(future), future.result(), state, display)
+    except (KeyboardInterrupt, BrokenProcessPool):
+        for run in active.values():
+            state.mark(run.id, INTERRUPTED)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _submit_ready(pool, waiting: list[PlannedRun], active: dict, jobs: int, state: ExperimentState, root: Path,
+                  display: Display) -> None:
+    for run in list(waiting):
+        if len(active) >= jobs:
+            return
+        if _skip_if_blocked(run, state, display):
+            waiting.remove(run)
+        elif all(state.is_done(need) for need in run.needs):
+            waiting.remove(run)
+            state.mark(run.id, RUNNING, kind=run.kind, directory=run.directory)
+            display.started(run)
+            active[pool.submit(execute_run, *run_arguments(run, root))] = run
+
+
+def _init_worker(threads: int, gpus) -> None:
+    _die_with_parent()
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    gpu = gpus.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """On Linux a worker is killed with its parent, so a killed experiment leaves no run training behind
+    that the next `experiment run` would resume at the same time."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _skip_if_blocked(run: PlannedRun, state: ExperimentState, display: Display) -> bool:
+    """A run whose earlier stage failed fails too, without training."""
+    failed = [need for need in run.needs if state.status(need) == FAILED]
+    if not failed:
+        return False
+    outcome = {"status": FAILED, "error": f"needs stage run {failed[0]}, which failed", "seconds": 0.0}
+    state.mark(run.id, FAILED, kind=run.kind, directory=run.directory, error=outcome["error"])
+    display.finished(run, outcome)
+    return True
+
+
+def _record(run: PlannedRun, outcome: dict, state: ExperimentState, display: Display) -> None:
+    details = {k: outcome[k] for k in ("seconds", "error", "test_accuracy") if outcome.get(k) is not None}
+    state.mark(run.id, outcome["status"], **details)
+    display.finished(run, outcome)

@@ -35,7 +35,6 @@ from txkit.visualizers.contract import ReportVisualizer, Visualizer
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
-    from torch import nn
 
     from txkit.visualizers.models import Subject
 
