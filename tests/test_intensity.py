@@ -269,7 +269,7 @@ def test_one_epoch_on_a_dicom_folder_records_the_rule_and_colorize_windows_true_
     n = record["sample"]["of"]  # the whole training split, sampled entirely
     assert record["rule"] == "hu" and record["sample"]["images"] == n > 0
     assert record["sources"] == {"dicom": n} and record["units"] == {"HU": n} and record["dtype"] == "float32"
-    from txkit.colorizers.render import colorize_images
+    from txkit.visualizers.colorize import colorize_images
 
     written = colorize_images(str(run), [str(CT)], tmp_path)[0]
     hu = load_file(CT, 32, IntensityRule.parse("hu"))

@@ -205,7 +205,7 @@ def colorize_command(run_dir, images, out, as_json):
     """Write the 3-channel images a run's trained colorizer produces, plus input/output panels."""
     from pathlib import Path
 
-    from txkit.colorizers.render import colorize_images
+    from txkit.visualizers.colorize import colorize_images
 
     written = colorize_images(run_dir, list(images), out or Path(run_dir) / "colorized")
     if as_json:

@@ -1,4 +1,5 @@
-"""`txkit colorize`: the 3-channel images a trained colorizer produces, and input/output panels."""
+"""`txkit colorize`: the 3-channel images a trained colorizer produces, and input/output panels (beside the
+`colorizer-output` visualizer, which shows the same output as a visualization)."""
 
 from __future__ import annotations
 
