@@ -48,7 +48,7 @@ def worker(args) -> None:
     images = torch.stack([trainer.train_data[i][0] for i in range(len(trainer.train_data))])
     labels = torch.as_tensor(trainer.train_data.split.labels, dtype=torch.long)
     net = copy.deepcopy(trainer.net)
-    device = trainer.device
+    device = trainer.runtime.device
     plain_model = net if not distributed.active() else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)

@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from txkit.data.cache import CacheSettings
-from txkit.network import to_input
+from txkit.training.runtime import to_input
 from txkit.datasets.intensity import IntensityRule
 from txkit.plugins import create
 from txkit.data.loader import Loaders, TensorSplit

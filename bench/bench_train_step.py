@@ -23,7 +23,6 @@ def make_trainer(args, out):
                       batch_size=args.batch_size, image_size=args.size, augment=False, schedule="constant",
                       device="cpu", data_options={"size": str(args.size)})
     trainer = Trainer(cfg, out)
-    trainer.setup(resume=False)
     trainer.start_phase(0)
     return trainer
 

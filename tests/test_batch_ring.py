@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 import txkit.data.batch_ring as batch_ring
 from test_image_cache import SIZE, train_split, write_folder
 from txkit.data.cache import CacheSettings
-from txkit.network import to_input
+from txkit.training.runtime import to_input
 from txkit.data.batch_ring import BatchRing, Numbered, RingLoader
 from txkit.data.loader import Loaders, TensorSplit
 
@@ -69,7 +69,7 @@ def test_without_room_in_shared_memory_batches_take_dataloaders_way(splits, monk
 
 def test_a_subset_shard_goes_through_the_ring(splits):
     plain, cached = splits
-    rows = list(range(1, len(plain), 2))  # what sharding.shard gives process 1 of 2
+    rows = list(range(1, len(plain), 2))  # what ddp.shard gives process 1 of 2
     loader = Loaders(4, seed=0, num_workers=2).evaluation(Subset(cached, rows), 3)
     assert isinstance(loader, RingLoader)
     batches = list(loader)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import types
 import typing
-from pathlib import Path
 
 import click
 import pytest

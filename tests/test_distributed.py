@@ -52,7 +52,7 @@ def max_difference(a, b, prefix=""):
 def test_batch_wide_dropout_gives_each_process_its_rows_of_one_process_mask():
     import torch
 
-    from txkit.training import sharding
+    from txkit.training import ddp as sharding
 
     x = torch.randn(10, 64)
     torch.manual_seed(3)
@@ -73,7 +73,7 @@ def test_shard_losses_add_up_to_the_global_batch_loss(monkeypatch, kind):
 
     import torch
 
-    from txkit.training import sharding
+    from txkit.training import ddp as sharding
     from txkit.data.loader import EpochBatches
     from txkit.training.imbalance import loss_function
 

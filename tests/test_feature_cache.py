@@ -14,7 +14,7 @@ from txkit.training import feature_cache as features
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.training import session
-from txkit.training.build import place_network
+from txkit.training.runtime import Runtime
 from txkit.training.engine import Trainer
 
 COMPARED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_auc", "lr")
@@ -156,8 +156,9 @@ def test_channels_last_only_on_cuda_and_compile_failure_is_one_line(tiny_cfg, tm
     trainer_cfg = cfg_for(tiny_cfg, strategy="full", compile=True, epochs=1)
     net = TxNet(Backbone(Toy(), [("stem", ["stem"]), ("block", ["block"]), ("head", ["fc"])], head="fc",
                          first_conv="stem.0"))
-    fmt, model = place_network(net, trainer_cfg, torch.device("cpu"))
-    assert fmt == torch.contiguous_format and model is not net
+    runtime = Runtime.for_training(trainer_cfg.replace(device="cpu"))
+    model = runtime.place(net)
+    assert runtime.memory_format == torch.contiguous_format and model is not net
 
     def broken_compile(module, **_):
         def call(x):

@@ -17,7 +17,7 @@ from txkit.cli.data import data_group
 from txkit.datasets.intensity import IntensityRule
 from txkit.errors import DataError
 from txkit.plugins import create
-from txkit.network import to_input
+from txkit.training.runtime import to_input
 from txkit.data.loader import Loaders, ShuffledBatches, TensorSplit, make_loader
 
 SIZE = 16

@@ -141,15 +141,3 @@ def sum_first_conv(backbone: Backbone) -> None:
     conv = backbone.model.get_submodule(backbone.first_conv)
     conv.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
     conv.in_channels = 1
-
-
-def to_input(x: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format) -> torch.Tensor:
-    """A batch on ``device``; image batches (4-d) in the network's memory format (channels_last on CUDA).
-
-    A uint8 batch (from a loader's workers) moves as uint8 and is scaled by 1/255 on ``device``: the same float32
-    values as :class:`txkit.data.loader.TensorSplit` gives in the main process (true division, also on CUDA,
-    where a Python-number divisor would become a multiplication by its reciprocal)."""
-    moved = x.to(device, memory_format=memory_format) if x.dim() == 4 else x.to(device)
-    if moved.dtype != torch.uint8:
-        return moved
-    return moved.to(torch.float32).div_(torch.full((), 255.0, dtype=torch.float32, device=moved.device))

@@ -25,9 +25,10 @@ def train_command(out, resume, as_json, **options):
     """Train a transfer-learning model. With no options: the embedded synthetic-dld set on
     efficientnet_lite0 with ImageNet weights, strategy `full`. Under torchrun (torchrun --nproc_per_node N -m
     txkit train ...) one run trains on N processes; --batch-size is then the global batch (docs/scaling.md)."""
+    from txkit.cli.torchrun import launch
     from txkit.training import distributed, session
 
-    with distributed.launch():  # under torchrun: one run on every process, one line on a failure (docs/scaling.md)
+    with launch():  # under torchrun: one run on every process, one line on a failure (docs/scaling.md)
         if resume:
             run_dir, summary = session.resume(resume)
         else:

@@ -23,7 +23,7 @@ class TensorSplit(Dataset):
     """Yields (1, S, S) float images and labels: uint8 pixels scaled by 1/255, float32 pixels as the rule gave them.
 
     In a DataLoader worker, a batch of uint8 pixels stays uint8 (a quarter of the bytes through shared memory and,
-    pinned, to the GPU); :func:`txkit.network.to_input` scales it by 1/255 where the batch arrives, to the same
+    pinned, to the GPU); :func:`txkit.training.runtime.to_input` scales it by 1/255 where the batch arrives, to the same
     values. Batches made in the main process are float32.
 
     Pixels come from the disk image cache (:mod:`txkit.data.cache`) when ``cache`` enables it and the split has
@@ -172,16 +172,6 @@ class ShuffledBatches(Sampler):
         return len(train_batches(self.n, self.batch_size))
 
 
-def resolve_workers(value: int | str, device) -> int:
-    """``num_workers`` auto: 0 on CPU (workers compete with the model for the same cores), one per core up to 8
-    when a GPU trains."""
-    if value != "auto":
-        return int(value)
-    import os
-
-    return min(8, os.cpu_count() or 1) if _is_cuda(device) else 0
-
-
 def loader_options(num_workers: int, device=None, persistent: bool = False) -> dict:
     """Pinned memory and deeper prefetching when a GPU trains; ``persistent`` keeps the workers of a loader that
     is iterated again (every epoch) alive instead of starting them anew."""
@@ -226,7 +216,7 @@ class Loaders:
 
     Workers over a disk cache write their batches into a shared-memory ring (:mod:`txkit.data.batch_ring`).
     8-bit batches arrive float32 on the CPU and, with ``uint8_batches`` (the default on CUDA), stay uint8 for
-    :func:`txkit.network.to_input` to scale on the device."""
+    :func:`txkit.training.runtime.to_input` to scale on the device."""
 
     def __init__(self, batch_size: int, seed: int, num_workers: int, device=None, uint8_batches: bool | None = None):
         self.batch_size, self.seed, self.num_workers, self.device = batch_size, seed, num_workers, device

@@ -160,38 +160,3 @@ def load_colorizer_weights(net: TxNet, run_dir: str, colorizer_name: str | None)
         detail = str(exc).strip().splitlines()[-1].strip()  # the first line only names the module class
         raise WeightsError(f"{option}: its colorizer weights do not fit this {colorizer_name} colorizer ({detail}); "
                            f"pass the same `colorizer_options` as that run") from None
-
-
-def place_network(net: TxNet, cfg: TrainConfig, device: torch.device):
-    """Move ``net`` to ``device`` (channels_last for conv nets on CUDA with `channels_last`) and return
-    (memory format of its inputs, the callable that runs it: ``net`` itself or its torch.compile'd form)."""
-    from torch import nn
-
-    conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
-    fmt = torch.channels_last if cfg.channels_last and device.type == "cuda" and conv else torch.contiguous_format
-    net.to(device, memory_format=fmt)
-    return fmt, (CompiledNet(net) if cfg.compile else net)
-
-
-class CompiledNet:
-    """``torch.compile(net)``; compiling happens at the first call, so a failure then is one line too."""
-
-    def __init__(self, net: TxNet):
-        try:
-            self.compiled = torch.compile(net)
-        except Exception as exc:  # e.g. no dynamo support for this Python or platform
-            raise TxkitError(_compile_failed(exc)) from None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch._dynamo.exc
-
-        try:
-            return self.compiled(x)
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            raise TxkitError(_compile_failed(exc)) from None
-
-
-def _compile_failed(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    detail = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
-    return f"`compile`: torch.compile failed on this model ({detail}); train without `compile`"

@@ -23,18 +23,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from txkit.errors import TxkitError, for_cli
+from txkit.errors import TxkitError
 
 TIMEOUT_ENV = "TXKIT_DIST_TIMEOUT"  # seconds a collective may wait for a slow process (default 30 min)
 
@@ -105,6 +102,11 @@ def shutdown() -> None:
     _ctx = None
 
 
+def local_world_size() -> int:
+    """Processes of this run on this node (1 in one process)."""
+    return _ctx.local_world if _ctx else 1
+
+
 def local_device(device: torch.device) -> torch.device:
     """``cuda`` means this process's GPU, ``LOCAL_RANK``; records the backend that averages gradients."""
     if not active():
@@ -165,7 +167,12 @@ def from_main(value):
 def _as_agreed(exc: Exception, origin: int) -> tuple[str, int]:
     if isinstance(exc, TxkitError):
         return str(exc), exc.exit_code
-    return f"unexpected {type(exc).__name__} on process {origin}: {_first_line(exc)}", 1
+    return f"unexpected {type(exc).__name__} on process {origin}: {first_line(exc)}", 1
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def agree(error: Exception | None) -> None:
@@ -221,84 +228,6 @@ def _wait_for_main(key: str) -> None:
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def launch():
-    """The CLI's frame for a command under torchrun: other processes print nothing, a failure is one line
-    and ends this process at once (torchrun then stops the others), and the group is left at the end."""
-    if not launched():
-        yield
-        return
-    real_stderr = _silence_others()
-    try:
-        ensure_init()
-        yield
-    except BaseException as exc:  # noqa: BLE001 - every way out of a process under torchrun
-        line, code = _failure_line(exc)
-        if line:
-            prefix = "" if is_main() else f"[process {rank()}] "
-            real_stderr.write(_red(f"Error: {prefix}{line}", real_stderr) + "\n")
-            real_stderr.flush()
-        _exit(code)
-    shutdown()
-
-
-def _silence_others():
-    real = sys.stderr
-    if int(os.environ.get("RANK", "0")) != 0:
-        real = os.fdopen(os.dup(2), "w")
-        devnull = open(os.devnull, "w")
-        sys.stdout = sys.stderr = devnull
-    return real
-
-
-def _failure_line(exc: BaseException) -> tuple[str | None, int]:
-    """What this process says about ``exc`` (None: nothing, process 0 says it) and its exit code."""
-    if isinstance(exc, SystemExit):
-        code = exc.code if isinstance(exc.code, int) else 1
-        return None, code
-    if isinstance(exc, Agreed):
-        return (for_cli(str(exc)) if is_main() else None), exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return ("Interrupted." if is_main() else None), 130
-    if isinstance(exc, TxkitError):
-        if exc.exit_code == 130 and not is_main():  # an interrupted run: process 0 says how to resume
-            return None, 130
-        return for_cli(str(exc)), exc.exit_code
-    if _peer_failure(exc):
-        return "stopped: another process of this run failed or stopped answering (its error is above)", 1
-    if os.environ.get("TXKIT_DEBUG"):
-        import traceback
-
-        traceback.print_exception(exc)
-    from txkit.cli.group import crash_report
-
-    return (f"unexpected {type(exc).__name__}: {_first_line(exc)}; this is a txkit bug, please report it with the "
-            f"traceback in {crash_report(exc)} (TXKIT_DEBUG=1 prints it)"), 1
-
-
-def _peer_failure(exc: BaseException) -> bool:
-    text = str(exc)
-    return isinstance(exc, getattr(dist, "DistError", ())) or (
-        isinstance(exc, RuntimeError) and any(s in text for s in ("Connection closed by peer", "Connection reset",
-                                                                   "gloo", "NCCL", "Timed out")))
-
-
-def _exit(code: int) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
-def _red(text: str, stream) -> str:
-    return f"\x1b[31m{text}\x1b[0m" if getattr(stream, "isatty", lambda: False)() else text
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
-
-
 def quiet(console):
     """Process 0's console; the others print nothing (no progress bars, no messages)."""
     if is_main():
@@ -306,35 +235,3 @@ def quiet(console):
     from rich.console import Console
 
     return Console(file=open(os.devnull, "w"))
-
-
-# --- the Trainer ---------------------------------------------------------------------------------------
-def prepare(trainer) -> None:
-    """Checks and module changes a Trainer needs under torchrun (no-op in one process)."""
-    if not active():
-        return
-    W, cfg = world_size(), trainer.cfg
-    if cfg.batch_size < W:
-        raise TxkitError(f"`batch_size` {cfg.batch_size} is smaller than the {W} processes; `batch_size` is the "
-                         f"global batch, split across the processes: use {W} or more")
-    if len(trainer.train_data) < W:
-        raise TxkitError(f"the training split has {len(trainer.train_data)} image(s), fewer than the {W} "
-                         f"processes; use fewer processes or a larger `fraction`")
-    if cfg.sync_batchnorm:
-        if trainer.device.type != "cuda":
-            raise TxkitError("`sync_batchnorm` needs CUDA (PyTorch's SyncBatchNorm is GPU-only); leave it off on "
-                             "CPU, where each process normalises with its own shard's batch statistics")
-        trainer.net = nn.SyncBatchNorm.convert_sync_batchnorm(trainer.net)
-    from txkit.training.sharding import GlobalDropout
-
-    for parent in list(trainer.net.modules()):
-        for name, child in parent.named_children():
-            if type(child) is nn.Dropout:
-                setattr(parent, name, GlobalDropout(child.p))
-    if not is_main():
-        from txkit.training.logs import EpochLogs
-
-        trainer.logs = EpochLogs("none")
-    if cfg.num_workers == "auto" and trainer.device.type == "cuda":  # share the node's cores
-        trainer.workers = max(1, min(8, (os.cpu_count() or 1) // max(1, _ctx.local_world)))
-        trainer.loaders.num_workers = trainer.workers  # its loaders are made at first use

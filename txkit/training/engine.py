@@ -14,20 +14,20 @@ import torch
 from txkit.datasets.base import TxDataset
 from txkit.errors import TxkitError
 from txkit.training.feature_cache import FeatureCache
-from txkit.network import to_input
 from txkit.plugins import create
 from txkit.strategies import Strategy
 from txkit.training import checkpoint as ckpt
-from txkit.training import distributed, runs, sharding
-from txkit.training.build import build_network, build_strategy, place_network, resolved_weights
+from txkit.training import ddp, distributed, runs
+from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.training.config import TrainConfig
-from txkit.data.loader import Loaders, TensorSplit, cache_settings, input_rule, resolve_workers, train_batches
+from txkit.data.loader import TensorSplit, cache_settings, input_rule, train_batches
 from txkit.data.splits import check_nonempty, fraction_indices, label_strata
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.input_size import check_input_size, image_size
 from txkit.training.logs import EpochLogs
 from txkit.training.metrics import compute_metrics_from_logits
 from txkit.training.predictions import resampling_groups, save_predictions
+from txkit.training.runtime import Runtime
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
 
 RESUME_FIX = "delete the run directory and train again"
@@ -62,14 +62,6 @@ def validate_names(cfg: TrainConfig) -> None:
                        ("colorizer", cfg.colorizer)):
         if name is not None:
             registry(kind).get(name)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TxkitError("`device` cuda: no CUDA device is available; use `device` cpu or auto")
-    return torch.device(name)
 
 
 def load_dataset(cfg: TrainConfig) -> TxDataset:
@@ -108,11 +100,9 @@ class Trainer:
         validate_names(cfg)
         if cfg.sampler not in SAMPLERS:
             raise TxkitError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
-        self.logs = EpochLogs(cfg.log)  # checks that the logger is installed
-        self.device = distributed.local_device(resolve_device(cfg.device))  # cuda: LOCAL_RANK under torchrun
-        self.amp = self.device.type == "cuda" and cfg.amp
-        self.workers = resolve_workers(cfg.num_workers, self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)  # a pass-through on CPU
+        self.logs = EpochLogs(cfg.log if ddp.writes_run_files() else "none")  # checks that the logger is installed
+        self.runtime = Runtime.for_training(cfg)  # device, AMP, memory format, compile, workers
+        self.scaler = self.runtime.grad_scaler()
         self.strategy = build_strategy(cfg)
         self.plan = epoch_plan(self.strategy, cfg.epochs)
         self.dataset = load_dataset(cfg)
@@ -121,14 +111,17 @@ class Trainer:
         self.state = LoopState()
         torch.manual_seed(cfg.seed)
         self.net = build_network(cfg, self.dataset.num_classes, self.strategy, load_weights=load_weights)
-        self.memory_format, self.model = place_network(self.net, cfg, self.device)  # model: net or compiled
+        self.net = ddp.adapt(self.net, cfg, self.runtime.device)  # under torchrun: SyncBatchNorm, batch-wide dropout
+        self.model = self.runtime.place(self.net)  # the net itself, or its torch.compile'd form
         self._check_phases()
         self.size = image_size(cfg, self.dataset, self.net)
-        check_input_size(self.net, self.size, cfg.backbone, self.device)
+        check_input_size(self.net, self.size, cfg.backbone, self.runtime.device)
         self._build_splits()
         self._build_imbalance()
-        self.feature_cache = FeatureCache(self)
-        distributed.prepare(self)  # under torchrun: checks, SyncBatchNorm, batch-wide dropout
+        self.feature_cache = FeatureCache(
+            net=self.net, strategy=self.strategy, state=self.state, runtime=self.runtime, train_data=self.train_data,
+            val_data=self.val_data, task=self.task, batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
+            enabled=cfg.feature_cache)
 
     def _check_phases(self) -> None:
         """Every phase's stage rule and optimiser settings resolve (fails before anything trains)."""
@@ -145,14 +138,15 @@ class Trainer:
                                       label=f"{self.dataset.name} train")
         self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task, self.rule, self.cache,
                                     label=f"{self.dataset.name} val")
-        self.loaders = Loaders(self.cfg.batch_size, self.cfg.seed, self.workers, self.device)
+        self.loaders = self.runtime.loaders(self.cfg.batch_size, self.cfg.seed)
+        ddp.check(self.cfg, len(self.train_data))
         self.steps_per_epoch = len(train_batches(len(self.train_data), self.cfg.batch_size))
 
     def _build_imbalance(self) -> None:
         """Loss weights and sampling weights from the training labels (see txkit.training.imbalance)."""
         labels = self.train_data.split.labels
         self.class_weights = class_weights(self.cfg.class_weights, labels, self.dataset.classes, self.task)
-        self.loss_fn = loss_function(self.task, self.class_weights).to(self.device)
+        self.loss_fn = loss_function(self.task, self.class_weights).to(self.runtime.device)
         self.cpu_loss_fn = loss_function(self.task, self.class_weights)  # for validation logits on the CPU
         strata = labels if self.task == "multiclass" else label_strata(labels)
         self.sample_weights = sample_weights(strata) if self.cfg.sampler == "balanced" else None
@@ -180,6 +174,7 @@ class Trainer:
     def fit(self, progress) -> str:
         """Train the remaining epochs; returns the final status."""
         self.logs.open(self.run_dir, self.state.epoch)
+        self.feature_cache.spill_to(self.run_dir)
         try:
             return self._fit(progress)
         finally:
@@ -241,23 +236,23 @@ class Trainer:
             loader = self.feature_cache.train_batches(epoch, sampler)
         else:
             loader = self.loaders.train(self.train_data, epoch, sampler)
-        # under torchrun: this process's share of every global batch (txkit.training.distributed)
-        steps = sharding.ShardedSteps(self, loader) if distributed.active() and not cached else None
+        # under torchrun: this process's share of every global batch (txkit.training.ddp)
+        steps = ddp.ShardedSteps(self, loader) if distributed.active() and not cached else None
         total_loss, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader if steps is None else steps):
-            x, y = to_input(x, self.device, self.memory_format), y.to(self.device)
+            x, y = self.runtime.to_input(x), y.to(self.runtime.device)
             if self.cfg.augment and not cached:
                 x = horizontal_flip(x) if steps is None else steps.flip(x)
             if not cached:
                 self.logs.images(x)
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with self.runtime.autocast():
                 logits = self._forward_train(x, None if steps is None else steps.model)
                 loss = self.loss_fn(logits, y) if steps is None else steps.loss(logits, y)
             if not torch.isfinite(loss):
                 raise self.non_finite(f"the training loss became {loss.item()}", epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            if not self.amp:  # with AMP the scaler skips steps whose gradients overflow
+            if not self.runtime.amp:  # with AMP the scaler skips steps whose gradients overflow
                 self._check_gradients(epoch, step)
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -302,12 +297,12 @@ class Trainer:
         if self.feature_cache.serves(data):
             return self.feature_cache.predict(data)
         self.net.eval()
-        sharding.sync_buffers(self.net)  # under torchrun every process evaluates process 0's model
+        ddp.sync_buffers(self.net)  # under torchrun every process evaluates process 0's model
         logits, labels = [], []
-        for x, y in self.loaders.evaluation(sharding.shard(data), self.cfg.batch_size * 2):
-            logits.append(self.model(to_input(x, self.device, self.memory_format)).float().cpu())
+        for x, y in self.loaders.evaluation(ddp.shard(data), self.cfg.batch_size * 2):
+            logits.append(self.model(self.runtime.to_input(x)).float().cpu())
             labels.append(y)
-        return sharding.gather_predictions(logits, labels)  # the whole split, in order, on every process
+        return ddp.gather_predictions(logits, labels)  # the whole split, in order, on every process
 
     def evaluate(self, data: TensorSplit, epoch: int | None = None) -> dict:
         return self.evaluate_with_logits(data, epoch)[0]

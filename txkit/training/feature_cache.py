@@ -86,10 +86,17 @@ class FeatureStore:
 class FeatureCache:
     """The engine's hook: ``prepare`` at each epoch start, then ``train_batches``/``forward``/``predict``."""
 
-    def __init__(self, trainer):
-        self.t = trainer
+    def __init__(self, *, net, strategy, state, runtime, train_data, val_data, task: str, batch_size: int,
+                 seed: int, augment: bool, enabled: bool = True, run_dir: Path | None = None):
+        """Collaborators, named: the network and the strategy whose frozen prefix is cached, the loop's ``state``
+        (phase, trainable stages, unfreezing), the :class:`~txkit.training.runtime.Runtime` it computes on, the
+        training and validation :class:`~txkit.data.loader.TensorSplit`, and the run directory a large cache
+        spills into (the system's temp folder without one)."""
+        self.net, self.strategy, self.state, self.runtime = net, strategy, state, runtime
+        self.train_data, self.val_data, self.task = train_data, val_data, task
+        self.batch_size, self.seed, self.augment, self.run_dir = batch_size, seed, augment, run_dir
         self.off = None
-        if not trainer.cfg.feature_cache:
+        if not enabled:
             self.off = "turned off (`feature_cache` false)"
         elif distributed():
             self.off = "off under torchrun/DDP (each process trains on its own shard)"
@@ -97,13 +104,17 @@ class FeatureCache:
         self.train = self.val = None
         self.segments: list[dict] = []
 
+    def spill_to(self, run_dir: Path | None) -> None:
+        """The run directory a cache too large for memory spills into (known once the run directory exists)."""
+        self.run_dir = Path(run_dir) if run_dir else None
+
     # --- phases ---------------------------------------------------------------------------------------
     def prepare(self, epoch: int) -> bool:
         """Use the cache this epoch? (Re)builds it when the phase or its trainable stages changed."""
         self.active = False
         if self.off:
             return False
-        key = (self.t.state.phase, tuple(self.t.state.trainable))
+        key = (self.state.phase, tuple(self.state.trainable))
         if key != self.key:
             self.release()
             self.key = key
@@ -118,13 +129,12 @@ class FeatureCache:
         return True
 
     def _boundary_may_move(self) -> bool:
-        return self.t.strategy.unfreeze_while_improving and self.t.state.unfreezing
+        return self.strategy.unfreeze_while_improving and self.state.unfreezing
 
     def _start_segment(self) -> None:
-        t = self.t
-        stages = t.net.stage_names()
-        trainable = [s for s in stages if s in set(t.state.trainable)]
-        segment = {"phase": t.strategy.phases[t.state.phase].name, "epochs": [], "used": False,
+        stages = self.net.stage_names()
+        trainable = [s for s in stages if s in set(self.state.trainable)]
+        segment = {"phase": self.strategy.phases[self.state.phase].name, "epochs": [], "used": False,
                    "trainable": trainable}
         self.segments.append(segment)
         reason = self._applies(stages, trainable)
@@ -149,37 +159,35 @@ class FeatureCache:
         return None
 
     def _split(self, trainable: list[str]) -> NetSplit | str:
-        t = self.t
-        paths = [p for name, ps in t.net.stages() if name in trainable for p in ps]
-        x = torch.stack([t.train_data[i][0] for i in range(min(PROBE_IMAGES, len(t.train_data)))])
+        paths = [p for name, ps in self.net.stages() if name in trainable for p in ps]
+        x = torch.stack([self.train_data[i][0] for i in range(min(PROBE_IMAGES, len(self.train_data)))])
         x = self._to_device(x)
         if len(x) < 2:
             return "too few training images to check the split"
-        was_training = t.net.training
+        was_training = self.net.training
         try:
-            t.net.eval()
+            self.net.eval()
             with self._amp():
-                split = trace_split(t.net, x, paths)
+                split = trace_split(self.net, x, paths)
         except Exception as exc:
             return f"the network cannot be traced ({type(exc).__name__})"
         finally:
-            t.net.train(was_training)
+            self.net.train(was_training)
         if isinstance(split, str):
             return split
-        return verify_split(split, x, self._amp, 2e-2 if t.amp else 1e-4) or split
+        return verify_split(split, x, self._amp, 2e-2 if self.runtime.amp else 1e-4) or split
 
     def _allocate(self, segment: dict) -> None:
-        t = self.t
         shape, dtype = tuple(self.split.probe_features.shape[1:]), self.split.probe_features.dtype
-        folder = Path(t.run_dir) if t.run_dir else Path(tempfile.gettempdir())
-        if t.run_dir:  # one a killed process left in this run directory (never read)
+        folder = Path(self.run_dir) if self.run_dir else Path(tempfile.gettempdir())
+        if self.run_dir:  # one a killed process left in this run directory (never read)
             for stale in folder.glob(".feature-cache-*.tmp"):
                 stale.unlink(missing_ok=True)
         budget = ram_budget()
-        self.orientations = 2 if t.cfg.augment else 1
-        self.train = FeatureStore(self.orientations * len(t.train_data), shape, dtype, budget, folder)
+        self.orientations = 2 if self.augment else 1
+        self.train = FeatureStore(self.orientations * len(self.train_data), shape, dtype, budget, folder)
         # evaluation runs without autocast: float32 features
-        self.val = FeatureStore(len(t.val_data), shape, torch.float32, budget - self.train.nbytes, folder)
+        self.val = FeatureStore(len(self.val_data), shape, torch.float32, budget - self.train.nbytes, folder)
         segment.update(shape=list(shape), orientations=self.orientations,
                        megabytes=round((self.train.nbytes + self.val.nbytes) / 2**20, 1),
                        storage="memmap" if self.train.path or self.val.path else "ram")
@@ -197,12 +205,10 @@ class FeatureCache:
 
     # --- computing features ---------------------------------------------------------------------------
     def _amp(self):
-        return torch.autocast(self.t.device.type, enabled=self.t.amp)
+        return torch.autocast(self.runtime.device.type, enabled=self.runtime.amp)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        from txkit.network import to_input
-
-        return to_input(x, self.t.device, getattr(self.t, "memory_format", torch.contiguous_format))
+        return self.runtime.to_input(x)
 
     def _prefix(self, x: torch.Tensor) -> torch.Tensor:
         return self.split.prefix(x)
@@ -211,14 +217,14 @@ class FeatureCache:
                  workers: int = 0):
         """Prefix features of ``data[indices]`` for each orientation ``o`` where ``flips[o]`` is true, into
         ``rows[o]`` (both aligned with ``indices``)."""
-        t, segment = self.t, self.segments[-1]
-        was_training = t.net.training
-        t.net.eval()
+        segment = self.segments[-1]
+        was_training = self.net.training
+        self.net.eval()
         from txkit.data.loader import collate  # TensorSplit's batched fetch
 
-        loader = DataLoader(Subset(data, indices), batch_size=2 * t.cfg.batch_size, num_workers=workers,
+        loader = DataLoader(Subset(data, indices), batch_size=2 * self.batch_size, num_workers=workers,
                             collate_fn=collate)
-        devices = [t.device] if t.device.type == "cuda" else []
+        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
         done = 0
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -231,34 +237,34 @@ class FeatureCache:
                         if not wanted.any():
                             continue
                         started = time.perf_counter()
-                        with torch.autocast(t.device.type, enabled=amp):
+                        with torch.autocast(self.runtime.device.type, enabled=amp):
                             features = self._prefix((x.flip(-1) if o else x)[wanted.to(x.device)])
                         store.put(rows[o][batch][wanted], features)  # the copy to the CPU synchronises
                         segment["prefix_s"] += time.perf_counter() - started
                         segment["prefix_forwards"] += int(wanted.sum())
         finally:
-            t.net.train(was_training)
+            self.net.train(was_training)
 
     def _fill_train(self, rows: torch.Tensor) -> None:
         """Compute the missing train rows (row = orientation * n + index)."""
         if not len(rows):
             return
-        n = len(self.t.train_data)
+        n = len(self.train_data)
         indices = torch.unique(rows % n)
         per_orientation = [indices + o * n for o in range(self.orientations)]
         wanted = [(~self.train.filled[r]).tolist() for r in per_orientation]
-        self._compute(self.t.train_data, indices.tolist(), wanted, self.train, per_orientation, self.t.amp,
-                      self.t.workers)
+        self._compute(self.train_data, indices.tolist(), wanted, self.train, per_orientation, self.runtime.amp,
+                      self.runtime.workers)
 
     def _fill_val(self) -> None:
-        n = len(self.t.val_data)
+        n = len(self.val_data)
         # evaluation runs without autocast, so its features are computed without it too
-        self._compute(self.t.val_data, list(range(n)), [[True] * n], self.val, [torch.arange(n)], False,
-                      self.t.workers)
+        self._compute(self.val_data, list(range(n)), [[True] * n], self.val, [torch.arange(n)], False,
+                      self.runtime.workers)
 
     # --- serving --------------------------------------------------------------------------------------
     def _labels(self, data, indices) -> torch.Tensor:
-        dtype = torch.float32 if self.t.task == "multilabel" else torch.long
+        dtype = torch.float32 if self.task == "multilabel" else torch.long
         return torch.as_tensor(np.asarray(data.split.labels)[np.asarray(indices)], dtype=dtype)
 
     def train_batches(self, epoch: int, sampler=None):
@@ -266,42 +272,40 @@ class FeatureCache:
         in the orientation the uncached path's flip draw gives it. The index batches come through a DataLoader
         so that torch's global generator is drawn from as the image loader draws from it."""
         from txkit.data.loader import ShuffledBatches
-
-        t = self.t
-        n = len(t.train_data)
-        batches = sampler or ShuffledBatches(n, t.cfg.batch_size, t.cfg.seed, epoch)
+        n = len(self.train_data)
+        batches = sampler or ShuffledBatches(n, self.batch_size, self.seed, epoch)
         for idx in DataLoader(range(n), batch_sampler=batches):
             batch = idx.tolist()
-            if self.t.cfg.augment:
-                flip = torch.rand(len(idx), device=self.t.device) < 0.5  # as engine.horizontal_flip draws
+            if self.augment:
+                flip = torch.rand(len(idx), device=self.runtime.device) < 0.5  # as engine.horizontal_flip draws
                 rows = idx + n * flip.cpu().long()
             else:
                 rows = idx
             missing = rows[~self.train.filled[rows]]
             self._fill_train_rows(missing)
             self.segments[-1]["served"] += len(rows)
-            yield self._to_device(self.train.values[rows]), self._labels(self.t.train_data, batch)
+            yield self._to_device(self.train.values[rows]), self._labels(self.train_data, batch)
 
     def _fill_train_rows(self, rows: torch.Tensor) -> None:
         if not len(rows):
             return
-        n = len(self.t.train_data)
+        n = len(self.train_data)
         rows = torch.unique(rows)
         indices = (rows % n).tolist()
         orientation = (rows // n).tolist()
         flips = [[o == k for o in orientation] for k in range(self.orientations)]
-        self._compute(self.t.train_data, indices, flips, self.train, [rows] * self.orientations, self.t.amp)
+        self._compute(self.train_data, indices, flips, self.train, [rows] * self.orientations, self.runtime.amp)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.split.suffix(features)
 
     def serves(self, data) -> bool:
-        return self.active and data is self.t.val_data
+        return self.active and data is self.val_data
 
     @torch.no_grad()
     def predict(self, data) -> tuple[np.ndarray, np.ndarray]:
-        self.t.net.eval()
-        n, size = len(data), 2 * self.t.cfg.batch_size
+        self.net.eval()
+        n, size = len(data), 2 * self.batch_size
         logits = [self.split.suffix(self._to_device(self.val.values[i:i + size])).float().cpu()
                   for i in range(0, n, size)]
         self.segments[-1]["served"] += n

@@ -1,5 +1,7 @@
-"""Under torchrun: this process's share of every global batch, the DDP-wrapped model, batch-wide dropout,
-and evaluation splits cut into parts whose predictions are gathered (rules: txkit.training.distributed)."""
+"""What DistributedDataParallel changes in a run, in one place: the checks and module changes made before the
+network is placed (SyncBatchNorm, batch-wide dropout), this process's share of every global batch, the
+DDP-wrapped model, and evaluation splits cut into parts whose predictions are gathered. In one process every
+function here is a no-op. The process group itself is :mod:`txkit.training.distributed`."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from txkit.training.distributed import active, rank, world_size
+from txkit.errors import TxkitError
+from txkit.training.distributed import active, is_main, rank, world_size
+from txkit.training.runtime import CompiledNet
 
 _models: dict[int, tuple[tuple, nn.Module, object]] = {}
 
@@ -27,14 +31,45 @@ def model(net: nn.Module, compile: bool = False):
     # DDP's constructor draws from the global generator; the run's random stream must not notice it
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        from txkit.training.build import CompiledNet
-
-        wrapped = CompiledNet(ddp)
-    else:
-        wrapped = ddp
+    wrapped = CompiledNet(ddp) if compile else ddp
     _models[id(net)] = (key, ddp, wrapped)
     return wrapped
+
+
+def adapt(net: nn.Module, cfg, device: torch.device) -> nn.Module:
+    """``net`` as this run trains it under torchrun (unchanged in one process): SyncBatchNorm with
+    `sync_batchnorm`, and dropout whose mask is drawn for the whole global batch (:class:`GlobalDropout`).
+    Made before the network is placed, so the runtime compiles and wraps the modules that train."""
+    if not active():
+        return net
+    if cfg.sync_batchnorm:
+        if device.type != "cuda":
+            raise TxkitError("`sync_batchnorm` needs CUDA (PyTorch's SyncBatchNorm is GPU-only); leave it off on "
+                             "CPU, where each process normalises with its own shard's batch statistics")
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, GlobalDropout(child.p))
+    return net
+
+
+def check(cfg, train_images: int) -> None:
+    """Under torchrun, a run whose global batch or training split is smaller than the processes is refused."""
+    if not active():
+        return
+    W = world_size()
+    if cfg.batch_size < W:
+        raise TxkitError(f"`batch_size` {cfg.batch_size} is smaller than the {W} processes; `batch_size` is the "
+                         f"global batch, split across the processes: use {W} or more")
+    if train_images < W:
+        raise TxkitError(f"the training split has {train_images} image(s), fewer than the {W} "
+                         f"processes; use fewer processes or a larger `fraction`")
+
+
+def writes_run_files() -> bool:
+    """Only process 0 writes the run directory and its logs."""
+    return is_main()
 
 
 def sync_buffers(net: nn.Module) -> None:
