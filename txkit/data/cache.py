@@ -1,8 +1,10 @@
 """The decode-once image cache: a file-backed split's decoded, resized images in one memory-mapped ``.npy``.
 
 Key: sha256 over every image's (absolute path, size in bytes, mtime in ns) in split order, the image size, the
-intensity rule's key, the resize rule (with Pillow's version) and the format version, so an edited, added,
-removed or reordered file gives a new key and is never served stale. The stored dtype (uint8, or float32 when
+intensity rule's key, the resize rule (with Pillow's version), the format version and the split's declared
+per-image transform (``Split.transform_key``, e.g. a dataset's crop; absent from the key when the split has none,
+so such keys are those of earlier versions), so an edited, added, removed or reordered file, or a changed
+transform, gives a new key and is never served stale. The stored dtype (uint8, or float32 when
 the rule gives floats) follows from the rule and the files, and is recorded in the header.
 
 Files in ``ROOT/images``: ``KEY.npy`` (the images), ``KEY.json`` (the header, written last: the complete-marker),
@@ -57,9 +59,12 @@ def cache_root(directory: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "txkit"
 
 
-def cache_key(sources, size: int, rule_key: str) -> str:
-    digest = hashlib.sha256(json.dumps({"format": FORMAT_VERSION, "size": int(size), "rule": rule_key,
-                                        "resize": resize_rule(), "count": len(sources)}).encode())
+def cache_key(sources, size: int, rule_key: str, transform_key: str | None = None) -> str:
+    settings = {"format": FORMAT_VERSION, "size": int(size), "rule": rule_key, "resize": resize_rule(),
+                "count": len(sources)}
+    if transform_key is not None:
+        settings["transform"] = str(transform_key)
+    digest = hashlib.sha256(json.dumps(settings).encode())
     for index, source in enumerate(sources):
         path = os.path.abspath(source)
         try:
@@ -81,7 +86,7 @@ def _split_key(split, size: int, rule) -> str:
     from txkit.datasets.intensity import load_input
 
     try:
-        return cache_key(split.sources, size, rule.key)
+        return cache_key(split.sources, size, rule.key, getattr(split, "transform_key", None))
     except _Unreadable as missing:
         load_input(split, missing.index, size, rule)
         raise DataError(f"{missing.source}: image file not found or unreadable ({missing.exc.strerror}); check "
@@ -190,6 +195,8 @@ def _build(split, size: int, rule, folder: Path, key: str, label: str, show: boo
         header = {"format": FORMAT_VERSION, "key": key, "label": label, "images": n, "size": int(size),
                   "dtype": writer.dtype, "rule": rule.key, "resize": resize_rule(), "bytes": data.stat().st_size,
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "first_source": str(split.sources[0])}
+        if getattr(split, "transform_key", None) is not None:
+            header["transform"] = split.transform_key
         _write_atomic(folder / f"{key}.json", json.dumps(header, indent=1).encode())
     finally:
         writer.discard()

@@ -6,7 +6,9 @@ A dataset plugin imports only from here, :mod:`txkit.options`, :mod:`txkit.error
 * ``load_gray(path)``: one image file as 8-bit gray (PNG, JPEG, TIFF, BMP, DICOM ...);
 * from ``txkit.datasets.files``: ``require_dir(root, layout)`` (``--data-root`` as a folder, or a one-line
   error showing ``layout``), ``list_images(folder)``, ``load_image(path)`` (``load_gray`` with the advice
-  of a dataset read from files), ``file_split(paths, labels, groups=None)``, ``group_split(n, groups, strata,
+  of a dataset read from files), ``file_split(paths, labels, groups=None, *, ids=, studies=, transform=,
+  transform_key=)`` (the file-backed split: decoded once into the disk image cache, read by loader workers
+  through the batch ring), ``group_split(n, groups, strata,
   seed, val, test)`` (seeded, patient-disjoint, class-proportional indices), ``drop_unreadable(paths,
   *columns)`` and ``readable(path)`` (for ``skip_bad_images``), ``as_bool(value)``.
 

@@ -27,18 +27,24 @@ class Split:
     ``groups`` are patients (splits and subsets never divide one); ``studies`` are optional study ids for
     datasets scored per study (MURA): ``txkit evaluate`` then also reports study-level metrics by the mean
     image probability of each study.
+
+    Images read from files: build the split with :func:`txkit.datasets.files.file_split`, which sets the three
+    keywords below. ``read`` gives an image's stored values (modality units for DICOM) with their info dict, for
+    the intensity rules; ``sources`` are the files behind the images (one per image), the disk image cache's key
+    (:mod:`txkit.data.cache`): a split without them is never cached on disk. ``transform_key`` names, with its
+    parameters, whatever ``load`` and ``read`` do to a file's pixels (a crop); it enters that key. A split with
+    ``sources`` promises that its pixels follow from those files and that key alone.
     """
 
     def __init__(self, load: Callable[[int], np.ndarray], labels: np.ndarray,
                  groups: Sequence[str] | None = None, ids: Sequence[str] | None = None,
                  studies: Sequence[str] | None = None,
                  read: Callable[[int], tuple[np.ndarray, dict]] | None = None,
-                 sources: Sequence[str] | None = None):
+                 sources: Sequence[str] | None = None, transform_key: str | None = None):
         self._load = load
-        # ``read`` gives an image's stored values (modality units for DICOM) with their info dict, for the
-        # intensity rules; ``sources`` are the files behind the images (one per image), for the image cache's key.
         self._read = read
         self.sources = list(sources) if sources is not None else None
+        self.transform_key = transform_key
         self.labels = np.asarray(labels)
         self.groups = np.asarray(groups) if groups is not None else None
         # Default ids (row numbers) repeat across splits, so only given ids name an image for check_splits.
@@ -67,7 +73,8 @@ class Split:
                      [self.ids[i] for i in indices],
                      self.studies[indices] if self.studies is not None else None,
                      read=(lambda i: read(int(indices[i]))) if read is not None else None,
-                     sources=[self.sources[i] for i in indices] if self.sources is not None else None)
+                     sources=[self.sources[i] for i in indices] if self.sources is not None else None,
+                     transform_key=self.transform_key)
         part.named = self.named
         return part
 

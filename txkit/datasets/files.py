@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -58,11 +58,43 @@ def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], 
     return [paths[i] for i in keep], kept_columns, len(paths) - len(keep)
 
 
-def file_split(paths: Sequence[Path], labels, groups=None, missing: str = MISSING_ADVICE) -> Split:
+def file_split(paths: Sequence[str | Path], labels, groups=None, missing: str = MISSING_ADVICE, *,
+               ids: Sequence[str] | None = None, studies: Sequence[str] | None = None,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None, transform_key: str | None = None) -> Split:
+    """A :class:`Split` whose images are the files ``paths`` (one per label): the way to build a file-backed split.
+
+    The split reads each file as txkit reads any image file (:func:`load_gray` for ``image``,
+    :func:`read_intensity` for the intensity rules: DICOM in modality units, 16-bit kept) and names the files as
+    its ``sources``, so training, evaluation and ``txkit data cache`` keep it in the decode-once disk image
+    cache (:mod:`txkit.data.cache`) and loader workers hand its batches over through the shared-memory ring.
+
+    ``groups`` are patients, ``ids`` the images' names (default: the paths as given), ``studies`` optional study
+    ids. ``transform(values) -> values`` is a deterministic per-image change applied to the stored values after
+    reading, before the intensity rule: a crop, pad or resize (it receives ``uint8`` arrays for 8-bit files,
+    ``float64`` for 16-bit, float and DICOM ones, and keeps their units). It needs ``transform_key``, a string
+    naming it and its parameters (``"centre-crop:200,resize:224"``) that enters the cache key: change the
+    parameters, change the key, or the cache serves images made by the old transform. A dataset that changes
+    pixels in its own ``load`` and builds :class:`Split` itself without ``sources`` is not disk-cached.
+    ``missing`` is the advice appended to a missing file's error.
+    """
+    if transform is not None and not transform_key:
+        raise TypeError("file_split(transform=...) needs transform_key: a string naming the transform and its "
+                        "parameters, which enters the image cache's key")
+    if transform_key is not None and transform is None:
+        raise TypeError("file_split(transform_key=...) names a transform, but no transform is given")
     paths = list(paths)
     names = [str(p) for p in paths]
-    return Split(lambda i: load_image(paths[i], missing), np.asarray(labels), groups, names,
-                 read=lambda i: read_intensity(paths[i], missing, UNREADABLE_ADVICE), sources=names)
+
+    def load(i: int) -> np.ndarray:
+        image = load_image(paths[i], missing)
+        return image if transform is None else transform(image)
+
+    def read(i: int) -> tuple[np.ndarray, dict]:
+        values, info = read_intensity(paths[i], missing, UNREADABLE_ADVICE)
+        return (values, info) if transform is None else (transform(values), info)
+
+    return Split(load, np.asarray(labels), groups, names if ids is None else ids, studies, read=read,
+                 sources=names, transform_key=transform_key)
 
 
 def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
 from txkit.errors import DataError
 from txkit.options import validate_options
 from txkit_chest_datasets.options import ChestXray14Options, as_names
@@ -169,6 +169,5 @@ def _drop_unreadable(entries: Entries, images: dict, rows: dict) -> tuple[dict, 
 
 
 def make_split(entries: Entries, images: dict, labels: np.ndarray, rows: np.ndarray) -> Split:
-    paths = [_path(entries, images, i) for i in rows]
-    return Split(lambda i: load_image(paths[i]), labels[rows], entries.patients[rows],
-                 [entries.names[i] for i in rows])
+    return file_split([_path(entries, images, i) for i in rows], labels[rows], entries.patients[rows],
+                      ids=[entries.names[i] for i in rows])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
 from txkit.errors import DataError
 from txkit.options import validate_options
 from txkit_chest_datasets import policies as pol
@@ -311,8 +311,9 @@ def _drop_unreadable(folder: Path, train: Table, valid: Table, rows: dict) -> tu
 
 
 def make_split(folder: Path, table: Table, labels: np.ndarray, rows: np.ndarray) -> Split:
+    """Ids are the CSV's Path cells; the files behind them make the split disk-cached (file_split)."""
     paths = [table.paths[i] for i in rows]
-    return Split(lambda i: load_image(image_file(folder, paths[i])), labels[rows], table.patients[rows], paths)
+    return file_split([image_file(folder, path) for path in paths], labels[rows], table.patients[rows], ids=paths)
 
 
 def _info(folder: Path, settings: Settings, train: Table, valid: Table, skipped: int) -> dict:

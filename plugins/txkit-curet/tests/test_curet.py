@@ -100,3 +100,40 @@ def test_registered_by_this_distribution_without_importing_torch():
     code = ("import sys, txkit_curet; from txkit.plugins import registry; registry('dataset'); "
             "import txkit_curet.curet; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TXKIT_PLUGINS": "txkit-curet"})
+
+
+def test_splits_are_file_backed_and_declare_their_crop(original):
+    dataset = create("dataset", "curet", root=str(original), crop="32", size="24")
+    for split in dataset.splits.values():
+        assert split.sources == split.ids and all(os.path.isfile(s) for s in split.sources)
+        assert split._read is not None and split.transform_key == "curet-centre-crop:32,bicubic:24"
+        values, info = split.values(0)
+        assert info["format"] == "image" and values.shape == (24, 24)  # read_intensity, then the crop
+        np.testing.assert_array_equal(values, split.image(0))
+
+
+def test_the_image_cache_key_follows_the_crop(original, tmp_path):
+    from txkit.data.cache import CacheSettings, open_images
+    from txkit.datasets.intensity import IntensityRule, load_input
+
+    settings = CacheSettings(directory=str(tmp_path / "cache"), progress=False)
+    rule = IntensityRule("auto")
+
+    def store(crop):
+        split = create("dataset", "curet", root=str(original), crop=crop, size="24").split("train")
+        return split, open_images(split, 24, rule, settings)
+
+    (split32, a), (_, b), (_, again) = store("32"), store("40"), store("32")
+    assert (a.status, b.status, again.status) == ("built", "built", "hit")
+    assert a.header["key"] != b.header["key"] and a.header["key"] == again.header["key"]
+    assert a.header["transform"] == "curet-centre-crop:32,bicubic:24"
+    assert not np.array_equal(a.array, b.array)
+    np.testing.assert_array_equal(a.array[3], load_input(split32, 3, 24, rule))  # the cropped pixels are cached
+
+
+def test_crop_of_16_bit_values_keeps_their_range():
+    values = np.linspace(0, 65535, 64 * 48).reshape(48, 64)
+    out = crop_and_resize(values, 32, 40)
+    assert out.shape == (40, 40) and out.dtype == np.float64
+    square = values[8:40, 16:48]
+    assert square.min() <= out.min() and out.max() <= square.max() and out.max() > 255

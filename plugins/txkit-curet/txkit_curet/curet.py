@@ -8,18 +8,20 @@ Two layouts are read as they come:
 
 Suzuki et al. (2018) "cropped the textured regions and resized them into 224x224". The loader converts to 8-bit
 grey, takes the centre square of ``crop`` pixels (200 by default, the curetgrey crop; images no larger are left
-whole) and resizes it bicubically to ``size`` (224). Images are photographs of one physical sample per class, so
-there are no patients: splits are seeded and class-proportional over images.
+whole) and resizes it bicubically to ``size`` (224). The splits declare that crop to ``file_split``
+(``transform_key``), so the disk image cache holds one set of images per crop and size. Images are photographs
+of one physical sample per class, so there are no patients: splits are seeded and class-proportional over images.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, drop_unreadable, group_split, load_image, require_dir
+from txkit.datasets import Split, TxDataset, drop_unreadable, file_split, group_split, require_dir
 from txkit.errors import DataError
 from txkit.options import Field, Options, validate_options
 
@@ -93,7 +95,10 @@ def scan(folder: Path) -> tuple[list[Path], list[int]]:
 
 
 def crop_and_resize(image: np.ndarray, crop: int, size: int) -> np.ndarray:
-    """Centre square of ``crop`` pixels (0: the largest centred square), then bicubic resize to ``size``."""
+    """Centre square of ``crop`` pixels (0: the largest centred square), then bicubic resize to ``size``.
+
+    8-bit images stay 8-bit; other values (a 16-bit file's, for the intensity rules) are resized as floats and
+    kept within the square's range."""
     from PIL import Image
 
     height, width = image.shape
@@ -102,9 +107,17 @@ def crop_and_resize(image: np.ndarray, crop: int, size: int) -> np.ndarray:
     square = image[top:top + side, left:left + side]
     if side == size:
         return np.ascontiguousarray(square)
+    if square.dtype != np.uint8:
+        resized = Image.fromarray(square.astype(np.float32)).resize((size, size), Image.BICUBIC)
+        return np.clip(np.asarray(resized, dtype=np.float64), square.min(), square.max())
     return np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC), dtype=np.uint8)
 
 
+def crop_key(crop: int, size: int) -> str:
+    """The crop's name in the image cache key: a new crop or size gives new cached images."""
+    return f"curet-centre-crop:{crop},bicubic:{size}"
+
+
 def textures(paths: list[Path], labels: np.ndarray, crop: int, size: int) -> Split:
-    return Split(lambda i: crop_and_resize(load_image(paths[i]), crop, size), labels, None,
-                 [str(p) for p in paths])
+    return file_split(paths, labels, transform=partial(crop_and_resize, crop=crop, size=size),
+                      transform_key=crop_key(crop, size))

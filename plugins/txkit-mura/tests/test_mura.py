@@ -120,3 +120,16 @@ def test_evaluate_scores_studies_by_mean_image_probability_with_kappa(tree, tmp_
     metrics = evaluate_run(run_dir, "test")
     assert metrics["n"] == 6 and metrics["study_level"]["n"] == 3
     assert -1 <= metrics["kappa"] <= 1 and -1 <= metrics["study_level"]["kappa"] <= 1
+
+
+def test_splits_are_file_backed_so_the_image_cache_applies(tree):
+    dataset = create("dataset", "mura", root=str(tree), study_types="shoulder")
+    for split in dataset.splits.values():
+        assert split.sources == [os.path.join(tree, i) for i in split.ids] and len(split) > 0
+        assert all(os.path.isfile(source) for source in split.sources)
+        assert split._read is not None and split.transform_key is None
+        assert split.values(0)[1]["format"] == "image"  # read_intensity's info, not the 8-bit fallback's
+        assert split.studies is not None and split.studies.tolist() == [i.rpartition("/")[0] for i in split.ids]
+    test = dataset.split("test")
+    assert test.ids[0] == "valid/XR_SHOULDER/patient11185/study1_positive/image1.png"
+    assert test.groups.tolist()[:2] == ["patient11185", "patient11185"] and test.labels.tolist()[:2] == [1, 1]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, group_split, load_image, readable, require_dir
+from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
 from txkit.errors import DataError
 from txkit.options import Field, Options, validate_options
 
@@ -167,6 +167,5 @@ def _drop_unreadable(folder: Path, chosen: dict[str, Part]) -> tuple[dict[str, P
 
 
 def make_split(folder: Path, part: Part) -> Split:
-    paths = part.paths
-    return Split(lambda i: load_image(os.path.join(folder, paths[i])), part.labels, part.patients, paths,
-                 studies=part.studies)
+    return file_split([os.path.join(folder, path) for path in part.paths], part.labels, part.patients,
+                      ids=part.paths, studies=part.studies)
