@@ -26,7 +26,7 @@ from txkit.experiments.report import build_report, judge
 from txkit.experiments.runner import run_experiment
 from txkit.training import evaluation, session
 from txkit.training.config import TrainConfig
-from txkit.training.predictions import load_predictions, save_predictions
+from txkit.rundir import load_predictions, save_predictions
 
 TINY = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
             weights="none", image_size=32, epochs=1, batch_size=16, device="cpu")

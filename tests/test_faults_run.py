@@ -17,17 +17,18 @@ from txkit.training import session
 from txkit.data.loader import train_batches
 from txkit.training.engine import Trainer
 from txkit.training.session import RunInterrupted
+from txkit import storage
 
 TINY = ["--dataset", "synthetic-dld", "--data-option", "per_class=6", "--data-option", "size=32",
         "--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
 
 
 def metric_epochs(run_dir):
-    return [line["epoch"] for line in ckpt.read_jsonl(run_dir / "metrics.jsonl")]
+    return [line["epoch"] for line in storage.read_jsonl(run_dir / "metrics.jsonl")]
 
 
 def metric_lines(run_dir):
-    lines = ckpt.read_jsonl(run_dir / "metrics.jsonl")
+    lines = storage.read_jsonl(run_dir / "metrics.jsonl")
     for line in lines:
         line.pop("seconds")
     return lines
@@ -191,7 +192,7 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
 def full_disk_at(monkeypatch, target: str, epoch_reached: int):
     """Make every write of ``target`` (a file name) fail with ENOSPC once ``epoch_reached`` epochs finished."""
     tensors = "safetensors" in target
-    original = ckpt.save_file if tensors else ckpt.atomic_write_bytes
+    original = ckpt.save_file if tensors else storage.atomic_write_bytes
 
     def failing_save_file(tensors, filename, metadata=None):
         if target in os.path.basename(filename).lstrip(".") and current["epoch"] >= epoch_reached:
@@ -202,7 +203,7 @@ def full_disk_at(monkeypatch, target: str, epoch_reached: int):
 
     def failing_write(path, data):
         if os.path.basename(path) == target and current["epoch"] >= epoch_reached:
-            with ckpt._writing(path) as tmp:
+            with storage.writing(path) as tmp:
                 with open(tmp, "wb") as fh:
                     fh.write(data[:10])
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -218,7 +219,7 @@ def full_disk_at(monkeypatch, target: str, epoch_reached: int):
     if tensors:
         monkeypatch.setattr(ckpt, "save_file", failing_save_file)
     else:
-        monkeypatch.setattr(ckpt, "atomic_write_bytes", failing_write)
+        monkeypatch.setattr(storage, "atomic_write_bytes", failing_write)
 
 
 @pytest.mark.parametrize("target", ["checkpoint.safetensors.pending", "checkpoint.json", "metrics.jsonl"])

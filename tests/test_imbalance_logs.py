@@ -18,6 +18,7 @@ from txkit.training import session
 from txkit.training.engine import Trainer
 from txkit.training.imbalance import BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.session import RunInterrupted
+from txkit import storage
 
 
 def test_balanced_class_weights_match_scikit_learn():
@@ -90,7 +91,7 @@ def test_balanced_sampler_and_class_weights_resume_exactly_and_are_recorded(tmp_
 def test_metrics_csv_holds_the_same_epochs_as_metrics_jsonl(tmp_path, tiny_cfg):
     run_dir, _ = session.train(tiny_cfg(epochs=2), tmp_path / "run")
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    lines = ckpt.read_jsonl(run_dir / "metrics.jsonl")
+    lines = storage.read_jsonl(run_dir / "metrics.jsonl")
     assert [int(r["epoch"]) for r in rows] == [line["epoch"] for line in lines] == [1, 2]
     assert float(rows[1]["val_auc"]) == pytest.approx(lines[1]["val_auc"])
 

@@ -1,23 +1,27 @@
-"""RunDir: a run directory's files, and reading them back, in one place (no torch import).
+"""RunDir: every file of a run directory, written and read back in one place (no torch import).
 
 A run directory holds ``config.json`` (the TrainConfig as given, the resolved values, versions, plugins),
 ``model.safetensors`` (the best checkpoint), ``metrics.jsonl`` / ``metrics.csv`` (one line per committed
 epoch), ``summary.json``, the resumable state ``checkpoint.safetensors`` + ``checkpoint.json``, and, once
-a run finished, ``predictions_test.npz``.
+a run finished, ``predictions_test.npz`` (labels, logits, image ids and resampling groups, so reports and
+statistics need no model: plain numpy, no pickles).
 """
 
 from __future__ import annotations
 
-import json
+import io
+import re
+import time
 from pathlib import Path
 
+import numpy as np
+
 from txkit.errors import TxkitError
+from txkit.storage import NotARunError, atomic_write_bytes, read_json, read_jsonl
+
+PREDICTIONS = "predictions_{split}.npz"
 
 REPAIR = "restore it or train the run again"
-
-
-class NotARunError(TxkitError):
-    """A folder that is not (or no longer) a readable txkit run directory."""
 
 
 class RunDir:
@@ -93,38 +97,90 @@ class RunDir:
         return summary.get("status") if summary else None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete lines of a JSON-lines file (a torn last line, if any, is dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(restore_floats(json.loads(line)))
-        except json.JSONDecodeError:
-            break
-    return out
-
-
-def read_json(path: Path, fix: str):
-    """Read a JSON file txkit wrote; a missing, truncated or corrupt one is one line naming it and ``fix``."""
-    path = Path(path)
+# --- creating a run directory ------------------------------------------------------------------------
+def new_run_dir(cfg, out: str | None) -> Path:
+    if out:
+        path = Path(out).expanduser()
+        check_new_run_dir(path)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.dataset}-{cfg.backbone}-{cfg.strategy}")
+        base = Path("runs") / f"{stamp}-{slug}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
     try:
-        return restore_floats(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise NotARunError(f"{path}: not found; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
-        raise NotARunError(f"{path}: unreadable ({reason}); {fix}") from None
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TxkitError(f"`out` {path}: cannot create the run directory ({exc.strerror or exc}); choose "
+                         f"another `out`") from None
+    return path
 
 
-def restore_floats(obj):
-    """JSON has no NaN or infinity: txkit writes them as {"__float__": "nan"}."""
-    if isinstance(obj, dict) and set(obj) == {"__float__"}:
-        return float(obj["__float__"])
-    if isinstance(obj, dict):
-        return {k: restore_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [restore_floats(v) for v in obj]
-    return obj
+def check_new_run_dir(path: Path) -> None:
+    """``--out`` must be a new or empty folder (checked before any work starts)."""
+    if (path / RunDir.CONFIG).exists():
+        raise TxkitError(f"`out` {path}: already holds a run; pass --resume {path} to continue it or choose "
+                         f"another `out`")
+    if path.exists() and not path.is_dir():
+        raise TxkitError(f"`out` {path}: is a file, not a folder; choose another `out`")
+    if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
+        raise TxkitError(f"`out` {path}: folder exists and is not empty (and is not a txkit run); choose a new "
+                         f"or empty folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TxkitError(f"`out` {path}: {parent} is a file, not a folder; choose another `out`")
+            break
+
+
+def load_run_config(run_dir: str | Path) -> tuple:
+    """The run's TrainConfig and its whole config.json; one line when the folder is not a readable run."""
+    run = RunDir(run_dir)
+    return run.config(), run.config_json()
+
+
+# --- stored predictions ------------------------------------------------------------------------------
+def predictions_path(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir) / PREDICTIONS.format(split=split)
+
+
+def save_predictions(run_dir: str | Path, split: str, y_true, logits, ids, groups=None) -> Path:
+    """Write ``predictions_{split}.npz`` atomically: ``y_true`` (int labels, or float with NaN for multilabel),
+    ``logits`` (N, C) float32, ``ids`` and (when given) ``groups`` as fixed-width unicode arrays."""
+    y_true, logits = np.asarray(y_true), np.asarray(logits, dtype=np.float32)
+    ids = _text(ids)
+    if not (len(y_true) == len(logits) == len(ids)):
+        raise ValueError(f"{len(y_true)} labels, {len(logits)} logit rows and {len(ids)} ids differ in number")
+    arrays = {"y_true": y_true, "logits": logits, "ids": ids}
+    if groups is not None:
+        arrays["groups"] = _text(groups)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = predictions_path(run_dir, split)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _text(values) -> np.ndarray:
+    # str() of every value gives a fixed-width "<U" array; object arrays would need pickles to load.
+    return np.array([str(v) for v in values], dtype=str)
+
+
+def load_predictions(run_dir: str | Path, split: str) -> dict | None:
+    """{"y_true", "logits", "ids", "groups" (None when not stored), "classes", "task", "split"} from the run's
+    ``predictions_{split}.npz`` and config.json, or None when the run stored no predictions of that split."""
+    path = predictions_path(run_dir, split)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {"y_true": data["y_true"], "logits": data["logits"].astype(np.float64),
+                   "ids": [str(i) for i in data["ids"]],
+                   "groups": data["groups"] if "groups" in data.files else None}
+    except (OSError, ValueError, KeyError) as exc:
+        raise TxkitError(f"{path}: unreadable ({exc}); delete it and run `txkit evaluate {run_dir}` or train "
+                         f"again") from None
+    resolved = RunDir(run_dir).resolved()
+    return {**out, "classes": list(resolved["classes"]), "task": resolved["task"], "split": split}

@@ -31,6 +31,7 @@ import numpy as np
 
 from txkit.datasets.pixels import as_float, resize_rule
 from txkit.errors import DataError
+from txkit.storage import atomic_write_bytes, fsync_dir
 
 FORMAT_VERSION = 1
 IMAGES = "images"
@@ -177,7 +178,7 @@ def _locked(path: Path, label: str, show: bool):
 
 
 def _remove_temps(folder: Path, key: str) -> None:
-    for temp in folder.glob(f"{key}.*.tmp"):
+    for temp in [*folder.glob(f"{key}.*.tmp"), *folder.glob(f".{key}.*.tmp")]:  # data file, header
         temp.unlink(missing_ok=True)
 
 
@@ -197,7 +198,7 @@ def _build(split, size: int, rule, folder: Path, key: str, label: str, show: boo
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "first_source": str(split.sources[0])}
         if getattr(split, "transform_key", None) is not None:
             header["transform"] = split.transform_key
-        _write_atomic(folder / f"{key}.json", json.dumps(header, indent=1).encode())
+        atomic_write_bytes(folder / f"{key}.json", json.dumps(header, indent=1).encode())
     finally:
         writer.discard()
 
@@ -259,7 +260,7 @@ class _Writer:
         self.handle.close()
         os.replace(self.temp, final)
         self.temp = None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return final
 
     def discard(self) -> None:
@@ -268,28 +269,6 @@ class _Writer:
         if self.temp is not None:
             self.temp.unlink(missing_ok=True)
 
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/file system can fsync a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _console():

@@ -37,3 +37,11 @@ def check_nonempty(dataset: TxDataset, names=("train", "val")) -> None:
             raise DataError(f"dataset {dataset.name!r}: the {name} split is empty; check the data root")
     if "train" not in dataset.splits:
         raise DataError(f"dataset {dataset.name!r} has no train split")
+
+
+def resampling_groups(split) -> np.ndarray | None:
+    """The units a bootstrap draws for a :class:`~txkit.datasets.base.Split`: its patients (groups), else its
+    studies, else None (images)."""
+    if split.groups is not None:
+        return split.groups
+    return split.studies

@@ -47,7 +47,7 @@ class Plan:
         return [run for run in self.runs if run.kind == "cell"]
 
     def save(self, root: Path) -> None:
-        from txkit.training.checkpoint import write_json
+        from txkit.storage import write_json
 
         write_json(root / PLAN_FILE, {"experiment": self.experiment, "overrides": self.overrides,
                                       "runs": [asdict(r) for r in self.runs]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from txkit.stats.scores import probabilities, ranking_scores
-from txkit.training.predictions import load_predictions
+from txkit.rundir import load_predictions
 
 PROBABILITIES = "probabilities_test.npz"
 
@@ -24,7 +24,7 @@ def predictions_of_test_split(run_dir: str | Path) -> dict:
     stored = load_predictions(run_dir, "test")
     if stored is None:
         from txkit.training.evaluation import predict_split
-        from txkit.training.predictions import save_predictions
+        from txkit.rundir import save_predictions
 
         predicted = predict_split(run_dir, "test")
         save_predictions(run_dir, "test", predicted["y_true"], predicted["logits"], predicted["ids"],

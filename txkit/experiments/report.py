@@ -462,7 +462,7 @@ def verdict(seeds: list[dict], metric: str = "auc") -> str:
 
 def write_outputs(out: Path, report: dict, records: list[RunRecord]) -> None:
     from txkit.experiments.markdown import report_markdown
-    from txkit.training.checkpoint import write_json
+    from txkit.storage import write_json
 
     _write_csv(out / "results.csv", [{k: v for k, v in row.items() if k != "seeds"} for row in report["cells"]])
     _write_csv(out / "runs.csv", [_run_row(r) for r in records])

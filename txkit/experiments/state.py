@@ -18,7 +18,7 @@ DONE, FAILED, RUNNING, INTERRUPTED, QUEUED = "done", "failed", "running", "inter
 
 
 def _write_json(path: Path, data) -> None:
-    from txkit.training.checkpoint import write_json
+    from txkit.storage import write_json
 
     write_json(path, data)
 

@@ -96,7 +96,7 @@ def run_backbone_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def run_config(run_dir: Path, option: str) -> TrainConfig:
     """The TrainConfig of an earlier run given to ``option``; a missing or corrupt config.json is one line."""
-    from txkit.training.runs import load_run_config
+    from txkit.rundir import load_run_config
 
     try:
         return load_run_config(run_dir)[0]

@@ -17,7 +17,7 @@ from txkit.training.feature_cache import FeatureCache
 from txkit.plugins import create
 from txkit.strategies import Strategy
 from txkit.training import checkpoint as ckpt
-from txkit.training import ddp, distributed, runs
+from txkit.training import ddp, distributed
 from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.training.config import TrainConfig
 from txkit.data.loader import TensorSplit, cache_settings, input_rule, train_batches
@@ -26,9 +26,12 @@ from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, l
 from txkit.training.input_size import check_input_size, image_size
 from txkit.training.logs import EpochLogs
 from txkit.training.metrics import compute_metrics_from_logits
-from txkit.training.predictions import resampling_groups, save_predictions
+from txkit.data.splits import resampling_groups
+from txkit.rundir import save_predictions
 from txkit.training.runtime import Runtime
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
+from txkit import storage
+from txkit.rundir import RunDir
 
 RESUME_FIX = "delete the run directory and train again"
 
@@ -211,7 +214,7 @@ class Trainer:
         if not distributed.is_main():  # under torchrun only process 0 writes the run directory
             self.state.epoch += 1
             return
-        ckpt.append_jsonl(self.run_dir / runs.METRICS, line)
+        storage.append_jsonl(self.run_dir / RunDir.METRICS, line)
         self.logs.metrics_table(self.run_dir)
         self.state.epoch += 1
         try:
@@ -223,7 +226,7 @@ class Trainer:
             self.save_best()
 
     def save_best(self) -> None:
-        ckpt.save_tensors(self.run_dir / runs.WEIGHTS, self.net.state_dict(),
+        ckpt.save_tensors(self.run_dir / RunDir.WEIGHTS, self.net.state_dict(),
                           metadata={"epoch": str(self.state.best_epoch)})
 
     def train_epoch(self, epoch: int, progress, task) -> tuple[float, float]:
@@ -358,16 +361,16 @@ class Trainer:
         optimizer = ckpt.split_tensors(self.optimizer.state_dict(), "optimizer", tensors)
         scheduler = ckpt.split_tensors(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None
         token = f"{self.state.epoch}-{uuid.uuid4().hex}"
-        pending = self.run_dir / (runs.CHECKPOINT + PENDING)
+        pending = self.run_dir / (RunDir.CHECKPOINT + PENDING)
         ckpt.save_tensors(pending, tensors, metadata={"token": token})
         try:
-            ckpt.write_json(self.run_dir / runs.CHECKPOINT_STATE,
+            storage.write_json(self.run_dir / RunDir.CHECKPOINT_STATE,
                             {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler,
                              "grad_scaler": self.scaler.state_dict(), "tensors_token": token})
-        except ckpt.WriteError:
+        except storage.WriteError:
             pending.unlink(missing_ok=True)  # not committed: the previous checkpoint stays in force
             raise
-        os.replace(pending, self.run_dir / runs.CHECKPOINT)
+        os.replace(pending, self.run_dir / RunDir.CHECKPOINT)
 
     def load_checkpoint(self, saved: dict) -> None:
         """Restore the committed state ``read_checkpoint`` returned."""
@@ -382,7 +385,7 @@ class Trainer:
             if saved.get("grad_scaler"):
                 self.scaler.load_state_dict(saved["grad_scaler"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{self.run_dir / runs.CHECKPOINT_STATE}: does not match this run's model or "
+            raise CheckpointError(f"{self.run_dir / RunDir.CHECKPOINT_STATE}: does not match this run's model or "
                                   f"optimizer ({type(exc).__name__}); {RESUME_FIX}") from None
         self._repair_after_crash()
 
@@ -390,23 +393,23 @@ class Trainer:
         """Drop metrics lines of an uncommitted epoch and rewrite a best checkpoint a crash cut short."""
         if not distributed.is_main():  # under torchrun process 0 repairs the files, before the others read them
             return
-        lines = ckpt.read_jsonl(self.run_dir / runs.METRICS)
+        lines = storage.read_jsonl(self.run_dir / RunDir.METRICS)
         kept = [line for line in lines if line.get("epoch", 0) <= self.state.epoch]
-        if len(kept) != len(lines) or not (self.run_dir / runs.METRICS).exists():
-            ckpt.write_jsonl(self.run_dir / runs.METRICS, kept)
+        if len(kept) != len(lines) or not (self.run_dir / RunDir.METRICS).exists():
+            storage.write_jsonl(self.run_dir / RunDir.METRICS, kept)
             self.logs.metrics_table(self.run_dir)
         # The best weights are written after their epoch's commit; a crash in between leaves them to redo.
         best_now = self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
-        if best_now and ckpt.tensor_metadata(self.run_dir / runs.WEIGHTS).get("epoch") != str(self.state.epoch):
+        if best_now and ckpt.tensor_metadata(self.run_dir / RunDir.WEIGHTS).get("epoch") != str(self.state.epoch):
             self.save_best()
-        ckpt.remove_stale_temps(self.run_dir)
-        (self.run_dir / (runs.CHECKPOINT + PENDING)).unlink(missing_ok=True)
+        storage.remove_stale_temps(self.run_dir)
+        (self.run_dir / (RunDir.CHECKPOINT + PENDING)).unlink(missing_ok=True)
 
     def test_metrics(self) -> dict | None:
         distributed.barrier()  # under torchrun: process 0 has written the best weights
-        if "test" not in self.dataset.splits or not (self.run_dir / runs.WEIGHTS).exists():
+        if "test" not in self.dataset.splits or not (self.run_dir / RunDir.WEIGHTS).exists():
             return None
-        self.net.load_state_dict(ckpt.load_tensors(self.run_dir / runs.WEIGHTS))
+        self.net.load_state_dict(ckpt.load_tensors(self.run_dir / RunDir.WEIGHTS))
         split = self.dataset.split("test")
         data = TensorSplit(split, self.size, self.task, self.rule, self.cache, label=f"{self.dataset.name} test")
         metrics, logits, labels = self.evaluate_with_logits(data)
@@ -421,10 +424,10 @@ PENDING = ".pending"
 
 def read_checkpoint(run_dir: Path) -> dict | None:
     """The committed resumable state of a run, or None when no epoch was committed."""
-    path = Path(run_dir) / runs.CHECKPOINT_STATE
+    path = Path(run_dir) / RunDir.CHECKPOINT_STATE
     if not path.exists():
         return None
-    saved = ckpt.read_json_checked(path, RESUME_FIX)
+    saved = storage.read_json(path, RESUME_FIX)
     if not isinstance(saved, dict) or not isinstance(saved.get("loop"), dict) or "optimizer" not in saved:
         raise CheckpointError(f"{path}: incomplete (no loop or optimizer state); {RESUME_FIX}")
     return saved
@@ -433,7 +436,7 @@ def read_checkpoint(run_dir: Path) -> dict | None:
 def committed_tensors(run_dir: Path, saved: dict) -> Path:
     """The tensors file checkpoint.json committed: checkpoint.safetensors, or the pending file a crash left
     just before its rename (then the rename is completed here)."""
-    final, pending = Path(run_dir) / runs.CHECKPOINT, Path(run_dir) / (runs.CHECKPOINT + PENDING)
+    final, pending = Path(run_dir) / RunDir.CHECKPOINT, Path(run_dir) / (RunDir.CHECKPOINT + PENDING)
     token = saved.get("tensors_token")
     if token is None or ckpt.tensor_metadata(final).get("token") == token:
         return final  # runs written before tokens existed have none

@@ -16,13 +16,14 @@ from txkit.network import TxNet
 from txkit.stats import (apply_temperature, bootstrap_metrics, calibration_summary, delong_per_class,
                          fit_temperature, plot_reliability)
 from txkit.training import checkpoint as ckpt
-from txkit.training import runs
 from txkit.training.build import build_network, build_strategy
 from txkit.data.loader import TensorSplit, cache_settings, input_rule, make_loader
 from txkit.training.engine import load_dataset
 from txkit.training.metrics import compute_metrics, compute_metrics_from_logits, plot_roc, probabilities, \
     ranking_scores
-from txkit.training.predictions import resampling_groups
+from txkit.data.splits import resampling_groups
+from txkit import rundir, storage
+from txkit.rundir import RunDir
 
 CALIBRATION = "calibration.json"
 ECE_BINS = 15
@@ -32,8 +33,8 @@ DEFAULT_RESAMPLES, DEFAULT_LEVEL = 1000, 0.95
 def load_run(run_dir: str | Path) -> tuple[TxNet, dict]:
     """The run's network with its best weights, and its config.json."""
     run = Path(run_dir)
-    cfg, meta = runs.load_run_config(run)
-    weights = run / runs.WEIGHTS
+    cfg, meta = rundir.load_run_config(run)
+    weights = run / RunDir.WEIGHTS
     if not weights.exists():
         raise TxkitError(f"{weights}: not found; the run has no finished epoch yet (resume it with "
                          f"txkit train --resume {run})")
@@ -79,7 +80,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", batch_size: int = 64,
 
 
 def _plots(run_dir: str | Path, split: str, predicted: dict) -> dict:
-    cfg = runs.load_run_config(run_dir)[0]
+    cfg = rundir.load_run_config(run_dir)[0]
     title = f"{cfg.backbone} / {cfg.strategy} ({split})"
     y_true, probs, task, classes = predicted["y_true"], predicted["probs"], predicted["task"], predicted["classes"]
     roc = Path(run_dir) / f"roc_{split}.png"
@@ -138,7 +139,7 @@ def kappa(y_true: np.ndarray, probs: np.ndarray) -> float:
 def calibrate_run(run_dir: str | Path, batch_size: int = 64) -> dict:
     """Fit temperature scaling on the validation split and store it as RUN/calibration.json."""
     run = Path(run_dir)
-    dataset = load_dataset(runs.load_run_config(run)[0])
+    dataset = load_dataset(rundir.load_run_config(run)[0])
     if len(dataset.splits.get("val", ())) == 0:
         raise TxkitError(f"{run}: the run's dataset ({dataset.name}) has no validation images; temperature "
                          f"scaling is fitted on the val split (never on test): give the dataset a val split")
@@ -152,7 +153,7 @@ def calibrate_run(run_dir: str | Path, batch_size: int = 64) -> dict:
     record = {"method": "temperature", "temperature": temperature, "fitted_on": "val", "n": int(len(y_true)),
               "nll_before": before["nll"], "nll_after": after["nll"], "ece_before": before["ece"],
               "ece_after": after["ece"], "ece_bins": ECE_BINS}
-    ckpt.write_json(run / CALIBRATION, record)
+    storage.write_json(run / CALIBRATION, record)
     return {**record, "path": str(run / CALIBRATION)}
 
 
@@ -162,7 +163,7 @@ def load_calibration(run_dir: str | Path) -> dict | None:
     if not path.exists():
         return None
     fix = f"delete it or fit it again with txkit calibrate {run_dir}"
-    data = ckpt.read_json_checked(path, fix)
+    data = storage.read_json(path, fix)
     temperature = data.get("temperature") if isinstance(data, dict) else None
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
         raise TxkitError(f"{path}: no positive temperature; {fix}")
@@ -203,7 +204,7 @@ def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64
     """Labels, logits, probabilities, image ids and resampling groups of one split with the run's best
     weights: {"y_true", "logits", "probs", "ids", "groups", "units", "classes", "task", "dataset"}."""
     net, meta = load_run(run_dir)
-    cfg, resolved = runs.load_run_config(run_dir)[0], meta["resolved"]
+    cfg, resolved = rundir.load_run_config(run_dir)[0], meta["resolved"]
     if dataset is None:
         dataset = load_dataset(cfg)
     part = _split(dataset, split)

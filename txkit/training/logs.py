@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from txkit.errors import TxkitError
-from txkit.training import checkpoint as ckpt
+from txkit import storage
 
 LOGGERS = ("none", "tensorboard")
 METRICS_JSONL, METRICS_CSV, TENSORBOARD_DIR = "metrics.jsonl", "metrics.csv", "tensorboard"
@@ -30,14 +30,14 @@ class EpochLogs:
 
     def metrics_table(self, run_dir: Path) -> None:
         """Rewrite metrics.csv from metrics.jsonl, so both always hold the same committed epochs."""
-        rows = ckpt.read_jsonl(Path(run_dir) / METRICS_JSONL)
+        rows = storage.read_jsonl(Path(run_dir) / METRICS_JSONL)
         columns = list(dict.fromkeys(key for row in rows for key in row))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in row.items()})
-        ckpt.atomic_write_bytes(Path(run_dir) / METRICS_CSV, out.getvalue().encode())
+        storage.atomic_write_bytes(Path(run_dir) / METRICS_CSV, out.getvalue().encode())
 
     def open(self, run_dir: Path, epochs_done: int) -> None:
         if self.kind != "tensorboard":

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from txkit import __version__, rundir, storage
 from txkit.colorizers import inputs
 from txkit.errors import TxkitError
-from txkit.training import checkpoint as ckpt
-from txkit.training import distributed, runs
+from txkit.rundir import RunDir
+from txkit.training import distributed
 from txkit.training.build import resolved_weights
 from txkit.training.config import TrainConfig
 from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
@@ -49,12 +53,12 @@ def train(cfg: TrainConfig, out: str | None = None, console: Console | None = No
 def _new_run(cfg: TrainConfig, out: str | None) -> Trainer:
     main = distributed.is_main()  # under torchrun the others build the same Trainer, without a run directory
     if out and main:
-        runs.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
+        rundir.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
     cfg = inputs.check_config(cfg)  # `intensity` hu and the colorizer, before any data is read
     trainer = Trainer(cfg)
     if not main:
         return trainer
-    trainer.run_dir = runs.new_run_dir(cfg, out)
+    trainer.run_dir = rundir.new_run_dir(cfg, out)
     try:
         write_config(trainer)
     except BaseException:
@@ -76,8 +80,8 @@ def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
 
 def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
     """The resumed Trainer, or (None, summary) for a finished run."""
-    cfg, recorded = runs.load_run_config(run)
-    previous = runs.read_summary(run)
+    cfg, recorded = rundir.load_run_config(run)
+    previous = RunDir(run).summary()
     if previous and previous.get("status") in FINISHED:
         return None, previous
     if previous and previous.get("status") == "non-finite-loss":
@@ -87,7 +91,7 @@ def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
     saved = read_checkpoint(run)
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         if distributed.is_main():
-            (run / runs.METRICS).unlink(missing_ok=True)
+            (run / RunDir.METRICS).unlink(missing_ok=True)
         return Trainer(cfg, run), None
     trainer = Trainer(cfg, run, load_weights=False)
     trainer.load_checkpoint(saved)
@@ -101,8 +105,8 @@ def write_config(trainer: Trainer) -> None:
                 "train_images": len(trainer.train_data), "val_images": len(trainer.val_data),
                 "class_weights": trainer.class_weights, "sampler": trainer.cfg.sampler,
                 "intensity": {**trainer.rule.record(), "warnings": intensity_warnings(trainer)}}
-    ckpt.write_json(trainer.run_dir / runs.CONFIG,
-                    {"config": trainer.cfg.to_dict(), "resolved": resolved, **runs.environment()})
+    storage.write_json(trainer.run_dir / RunDir.CONFIG,
+                    {"config": trainer.cfg.to_dict(), "resolved": resolved, **environment()})
 
 
 def intensity_warnings(trainer: Trainer) -> list[str]:
@@ -119,7 +123,7 @@ def _run(trainer: Trainer, console: Console) -> dict:
     except NonFiniteLoss:
         status = "non-finite-loss"
         raise
-    except ckpt.WriteError as exc:
+    except storage.WriteError as exc:
         raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: free space and "
                          f"continue with {distributed.resume_command(trainer.run_dir)}") from None
     except KeyboardInterrupt:
@@ -139,8 +143,34 @@ def _finish(trainer: Trainer, status: str, elapsed: float) -> dict:
     summary = engine_summary(trainer, status, elapsed, test)
     try:
         if distributed.is_main():
-            ckpt.write_json(trainer.run_dir / runs.SUMMARY, summary)
-    except ckpt.WriteError:
+            storage.write_json(trainer.run_dir / RunDir.SUMMARY, summary)
+    except storage.WriteError:
         if status in FINISHED:
             raise
     return summary
+
+
+# --- provenance recorded in config.json -------------------------------------------------------------
+def environment() -> dict:
+    from txkit.plugins import get_plugins
+
+    versions = {"txkit": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "timm", "numpy", "scikit-learn", "safetensors"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    plugins = {p.distribution: p.version for p in get_plugins().plugins.values()}
+    return {"versions": versions, "plugins": plugins, "git_commit": _git_commit(),
+            "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "distributed": distributed.record()}  # world size and gradient backend (torchrun)
+
+
+def _git_commit() -> str | None:
+    source = Path(__file__).resolve().parents[2]  # the checkout txkit runs from
+    try:
+        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
