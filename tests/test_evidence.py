@@ -24,7 +24,9 @@ from txkit.errors import TxkitError
 from txkit.experiments import markdown
 from txkit.experiments.report import build_report, judge
 from txkit.experiments.runner import run_experiment
-from txkit.training import evaluation, session
+from txkit.run import calibrate, evaluate, predict
+from txkit.rundir import load_calibration
+from txkit.training import session
 from txkit.training.config import TrainConfig
 from txkit.rundir import load_predictions, save_predictions
 
@@ -49,7 +51,7 @@ def check_interval(interval, value=None):
 def tiny_run(module_tmp):
     """A one-epoch run (the `txkit train` tiny run) with its test predictions stored as the session will."""
     run_dir, _ = session.train(TrainConfig(**TINY), module_tmp("evidence") / "run")
-    predicted = evaluation.predict_split(run_dir, "test")
+    predicted = predict.predict_split(run_dir, "test")
     save_predictions(run_dir, "test", predicted["y_true"], predicted["logits"], predicted["ids"])
     return run_dir
 
@@ -95,7 +97,7 @@ def test_evaluate_table_shows_each_metric_with_its_interval(tiny_run):
 
 
 def test_bootstrap_zero_omits_the_intervals(tiny_run):
-    metrics = evaluation.evaluate_run(tiny_run, "val", bootstrap=0)
+    metrics = evaluate.evaluate_run(tiny_run, "val", bootstrap=0)
     assert "ci" not in metrics and 0 <= metrics["ece"] <= 1
 
 
@@ -129,9 +131,9 @@ def test_grouped_split_draws_whole_patients(tmp_path):
     cfg = TrainConfig(**{**TINY, "dataset": "csv", "data_root": str(table),
                          "data_options": {"val_fraction": "0.3", "test_fraction": "0.3"}})
     run_dir, _ = session.train(cfg, tmp_path / "run")
-    metrics = evaluation.evaluate_run(run_dir, "test", bootstrap=200)
+    metrics = evaluate.evaluate_run(run_dir, "test", bootstrap=200)
     ci = metrics["ci"]
-    test = evaluation.predict_split(run_dir, "test")
+    test = predict.predict_split(run_dir, "test")
     assert ci["method"] == "cluster bootstrap over groups" and ci["resampled"] == "patients"
     assert ci["n_groups"] == len(set(test["groups"])) < metrics["n"]
     check_interval(ci["accuracy"])
@@ -166,7 +168,7 @@ def test_calibrate_then_evaluate_and_predict_report_calibrated_values(run_copy, 
     assert saved["temperature"] > 0 and saved["nll_after"] <= saved["nll_before"]
     assert json.loads(result.stdout)["temperature"] == saved["temperature"]
 
-    metrics = evaluation.evaluate_run(run_copy, "test", bootstrap=0)
+    metrics = evaluate.evaluate_run(run_copy, "test", bootstrap=0)
     calibrated = metrics["calibrated"]
     assert set(calibrated) >= {"ece", "brier", "nll", "temperature"}
     assert calibrated["temperature"] == saved["temperature"] and calibrated["fitted_on"] == "val"
@@ -174,7 +176,7 @@ def test_calibrate_then_evaluate_and_predict_report_calibrated_values(run_copy, 
 
     image = tmp_path / "patch.png"
     Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(image)
-    [prediction] = evaluation.predict_images(run_copy, [str(image)])
+    [prediction] = predict.predict_images(run_copy, [str(image)])
     assert prediction["probability"] == prediction["probabilities"][prediction["prediction"]]
     assert prediction["calibrated_probability"] == prediction["calibrated_probabilities"][prediction["prediction"]]
     assert math.isclose(sum(prediction["calibrated_probabilities"].values()), 1.0, rel_tol=1e-6)
@@ -185,18 +187,18 @@ def test_calibrate_then_evaluate_and_predict_report_calibrated_values(run_copy, 
 def test_uncalibrated_predict_has_raw_probabilities_only(tiny_run, tmp_path):
     image = tmp_path / "patch.png"
     Image.fromarray(np.full((32, 32), 128, np.uint8)).save(image)
-    [prediction] = evaluation.predict_images(tiny_run, [str(image)])
+    [prediction] = predict.predict_images(tiny_run, [str(image)])
     assert "calibrated_probability" not in prediction and "probabilities" in prediction
 
 
 def test_calibrate_without_validation_images_is_one_line(run_copy, monkeypatch):
-    original = evaluation.load_dataset
+    original = calibrate.load_dataset
 
     def without_val(cfg):
         dataset = original(cfg)
         dataset.splits.pop("val")
         return dataset
-    monkeypatch.setattr(evaluation, "load_dataset", without_val)
+    monkeypatch.setattr(calibrate, "load_dataset", without_val)
     assert_one_line_error(invoke("calibrate", run_copy), "val split", "never on test", exit_code=1)
     assert not (run_copy / "calibration.json").exists()
 
@@ -204,7 +206,7 @@ def test_calibrate_without_validation_images_is_one_line(run_copy, monkeypatch):
 def test_damaged_calibration_file_is_one_line(run_copy):
     (run_copy / "calibration.json").write_text('{"method": "temperature", "temperature": -1}')
     with pytest.raises(TxkitError, match="no positive temperature; delete it or fit it again"):
-        evaluation.load_calibration(run_copy)
+        load_calibration(run_copy)
 
 
 # ------------------------------------------------------------------------------------- experiment report
@@ -249,8 +251,8 @@ def test_report_uses_stored_predictions_and_predicts_missing_ones(experiment, mo
     assert len(stored) == 4  # kept by the runs for the ROC plot
     stored[0].unlink()
     calls = []
-    original = evaluation.predict_split
-    monkeypatch.setattr(evaluation, "predict_split", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    original = predict.predict_split
+    monkeypatch.setattr(predict, "predict_split", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
     build_report(experiment)
     assert len(calls) == 1 and stored[0].exists()
     calls.clear()

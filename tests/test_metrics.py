@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
-from txkit.training.evaluation import study_metrics
+from txkit.run.evaluate import study_metrics
 from txkit.training.metrics import compute_metrics, probabilities
 
 

@@ -14,7 +14,8 @@ from helpers import PNEUMONIAMNIST, run_txkit
 from txkit.errors import DataError, TxkitError, WeightsError
 from txkit.training import session
 from txkit.training.engine import Trainer
-from txkit.training.evaluation import evaluate_run, predict_images
+from txkit.run.evaluate import evaluate_run
+from txkit.run.predict import predict_images
 from txkit.training.session import RunInterrupted
 
 

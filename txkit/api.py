@@ -67,18 +67,20 @@ class Run:
         """One dict per committed epoch (the lines of metrics.jsonl)."""
         return self._dir.metrics()
 
-    def evaluate(self, split: str = "test", *, bootstrap: int = 1000, ci_level: float = 0.95) -> dict:
-        """The metrics ``txkit evaluate --json`` prints (with confidence intervals and calibration)."""
-        from txkit.training.evaluation import check_interval_options, evaluate_run
+    def evaluate(self, split: str = "test", *, bootstrap: int = 1000, ci_level: float = 0.95,
+                 device: str = "auto") -> dict:
+        """The metrics ``txkit evaluate --json`` prints (with confidence intervals and calibration); ``device``
+        auto runs on the GPU when there is one."""
+        from txkit.run.evaluate import check_interval_options, evaluate_run
 
         check_interval_options(bootstrap, ci_level)
-        return evaluate_run(self.path, split, bootstrap=bootstrap, ci_level=ci_level)
+        return evaluate_run(self.path, split, bootstrap=bootstrap, ci_level=ci_level, device=device)
 
-    def predict(self, images) -> list[dict]:
+    def predict(self, images, *, device: str = "auto") -> list[dict]:
         """Classify image files: one dict per image with ``prediction``, ``probability``, ``probabilities``."""
-        from txkit.training.evaluation import predict_images
+        from txkit.run.predict import predict_images
 
-        return predict_images(self.path, [str(i) for i in _as_list(images)])
+        return predict_images(self.path, [str(i) for i in _as_list(images)], device=device)
 
     def visualize(self, method: str, images, **options):
         """Run a visualizer on image files with the run's network; returns what was written."""

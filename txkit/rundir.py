@@ -10,6 +10,7 @@ statistics need no model: plain numpy, no pickles).
 from __future__ import annotations
 
 import io
+import math
 import re
 import time
 from pathlib import Path
@@ -184,3 +185,17 @@ def load_predictions(run_dir: str | Path, split: str) -> dict | None:
                          f"again") from None
     resolved = RunDir(run_dir).resolved()
     return {**out, "classes": list(resolved["classes"]), "task": resolved["task"], "split": split}
+
+
+# --- calibration.json (txkit calibrate) -----------------------------------------------------------------
+def load_calibration(run_dir: str | Path) -> dict | None:
+    """The run's calibration.json, or None when it has none."""
+    path = Path(run_dir) / RunDir.CALIBRATION
+    if not path.exists():
+        return None
+    fix = f"delete it or fit it again with txkit calibrate {run_dir}"
+    data = read_json(path, fix)
+    temperature = data.get("temperature") if isinstance(data, dict) else None
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        raise TxkitError(f"{path}: no positive temperature; {fix}")
+    return data

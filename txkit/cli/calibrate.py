@@ -10,12 +10,14 @@ import click
 @click.command("calibrate")
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print calibration.json's content (and its path).")
-def calibrate_command(run_dir, as_json):
+@click.option("--device", default="auto", show_default=True,
+              help="Where the network runs: auto (the GPU when there is one, with loader workers), cpu or cuda.")
+def calibrate_command(run_dir, as_json, device):
     """Fit temperature scaling on the run's val split and store it as RUN_DIR/calibration.json; evaluate and
     predict then report calibrated probabilities beside the raw ones."""
-    from txkit.training.evaluation import calibrate_run
+    from txkit.run.calibrate import calibrate_run
 
-    record = calibrate_run(run_dir)
+    record = calibrate_run(run_dir, device=device)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

@@ -65,13 +65,15 @@ def _print_summary(run_dir, summary: dict) -> None:
                    "when the split has them); 0: no intervals.")
 @click.option("--ci-level", type=float, default=0.95, show_default=True, help="Confidence level, in (0, 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics (and their intervals) as JSON.")
-def evaluate_command(run_dir, split, bootstrap, ci_level, as_json):
+@click.option("--device", default="auto", show_default=True,
+              help="Where the network runs: auto (the GPU when there is one, with loader workers), cpu or cuda.")
+def evaluate_command(run_dir, split, bootstrap, ci_level, as_json, device):
     """Metrics of a run's best checkpoint on a split with confidence intervals, calibration (ECE, Brier),
     and ROC-curve and reliability-diagram PNGs in the run directory."""
-    from txkit.training.evaluation import check_interval_options, evaluate_run
+    from txkit.run.evaluate import check_interval_options, evaluate_run
 
     check_interval_options(bootstrap, ci_level)
-    metrics = evaluate_run(run_dir, split, bootstrap=bootstrap, ci_level=ci_level)
+    metrics = evaluate_run(run_dir, split, bootstrap=bootstrap, ci_level=ci_level, device=device)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -151,12 +153,14 @@ def _evaluation_table(metrics: dict, ci: dict | None):
 @click.argument("run_dir", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list with every class probability.")
-def predict_command(run_dir, images, as_json):
+@click.option("--device", default="auto", show_default=True,
+              help="Where the network runs: auto (the GPU when there is one, with loader workers), cpu or cuda.")
+def predict_command(run_dir, images, as_json, device):
     """Classify single images with a run's best checkpoint; with calibration.json (txkit calibrate) also the
     temperature-scaled probabilities."""
-    from txkit.training.evaluation import predict_images
+    from txkit.run.predict import predict_images
 
-    results = predict_images(run_dir, list(images))
+    results = predict_images(run_dir, list(images), device=device)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

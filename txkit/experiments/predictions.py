@@ -23,7 +23,7 @@ def predictions_of_test_split(run_dir: str | Path) -> dict:
     run's test split, from predictions_test.npz or predicted now (and then stored)."""
     stored = load_predictions(run_dir, "test")
     if stored is None:
-        from txkit.training.evaluation import predict_split
+        from txkit.run.predict import predict_split
         from txkit.rundir import save_predictions
 
         predicted = predict_split(run_dir, "test")

@@ -11,7 +11,7 @@ import torch
 from txkit.datasets.base import load_gray
 from txkit.datasets.intensity import load_file, run_rule
 from txkit.datasets.pixels import as_float, resize_gray
-from txkit.training.evaluation import load_run
+from txkit.run.load import load_run
 from txkit.visualizers.pipeline import unique_stems
 
 

@@ -32,7 +32,7 @@ class Subject:
 
 
 def subject_from_run(run_dir: str | Path) -> Subject:
-    from txkit.training.evaluation import load_run
+    from txkit.run.load import load_run
 
     net, meta = load_run(run_dir)
     resolved = meta["resolved"]

@@ -112,7 +112,7 @@ def test_registered_by_this_distribution_without_importing_torch():
 def test_evaluate_scores_studies_by_mean_image_probability_with_kappa(tree, tmp_path):
     from txkit.training import session
     from txkit.training.config import TrainConfig
-    from txkit.training.evaluation import evaluate_run
+    from txkit.run.evaluate import evaluate_run
 
     cfg = TrainConfig(dataset="mura", data_root=str(tree), backbone="resnet18", weights="none", strategy="full",
                       epochs=1, batch_size=8, image_size=32, device="cpu")

@@ -1,0 +1,90 @@
+"""Predictions of a finished run: one split of its dataset (labels, logits, ids, resampling groups), or single
+image files, through the run's recorded intensity rule on the inference runtime."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from txkit.data.loader import TensorSplit, cache_settings
+from txkit.data.splits import resampling_groups
+from txkit.datasets.base import TxDataset
+from txkit.datasets.intensity import load_file
+from txkit.datasets.pixels import as_float
+from txkit.errors import TxkitError
+from txkit.rundir import load_calibration
+from txkit.run.load import open_run, recorded_rule
+from txkit.stats import apply_temperature
+from txkit.training.engine import load_dataset
+from txkit.training.metrics import probabilities
+from txkit.training.runtime import Runtime
+
+
+@torch.no_grad()
+@torch.no_grad()
+def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64, *,
+                  dataset: TxDataset | None = None, device: str = "auto", num_workers: int | str = "auto") -> dict:
+    """Labels, logits, probabilities, image ids and resampling groups of one split with the run's best
+    weights: {"y_true", "logits", "probs", "ids", "groups", "units", "classes", "task", "dataset"}.
+
+    The images go through the intensity rule the run recorded (not one fitted again on today's training files)
+    at its image size, on the inference runtime: the GPU with loader workers when there is one."""
+    loaded = open_run(run_dir)
+    if dataset is None:
+        dataset = load_dataset(loaded.cfg)
+    part = _split(dataset, split)
+    data = TensorSplit(part, loaded.image_size, dataset.task, recorded_rule(loaded, dataset),
+                       cache_settings(loaded.cfg), label=f"{dataset.name} {split}")
+    runtime = Runtime.for_inference(device, num_workers)
+    model = runtime.place(loaded.net)
+    logits, labels = [], []
+    with closing(runtime.loaders(batch_size, seed=0)) as loaders:
+        for x, y in loaders.evaluation(data, batch_size):
+            logits.append(model(runtime.to_input(x)).float().cpu())
+            labels.append(y)
+    logits = torch.cat(logits).double().numpy()
+    groups = resampling_groups(part)
+    units = "images" if groups is None else "patients" if part.groups is not None else "studies"
+    return {"y_true": torch.cat(labels).numpy(), "logits": logits, "probs": probabilities(logits, dataset.task),
+            "ids": list(part.ids), "groups": groups, "units": units, "classes": dataset.classes,
+            "task": dataset.task, "dataset": dataset}
+
+
+@torch.no_grad()
+@torch.no_grad()
+def predict_images(run_dir: str | Path, images: list[str], *, device: str = "auto") -> list[dict]:
+    """Per image: the top class and its raw probability, all raw probabilities, and with calibration.json
+    also the temperature-scaled ``calibrated_probability`` and ``calibrated_probabilities``."""
+    loaded = open_run(run_dir)
+    runtime = Runtime.for_inference(device, num_workers=0)
+    model = runtime.place(loaded.net)
+    calibration = load_calibration(run_dir)
+    classes, task, rule = loaded.classes, loaded.task, loaded.rule  # the rule as fitted on its training split
+    out = []
+    for path in images:
+        pixels = load_file(path, loaded.image_size, rule)
+        x = runtime.to_input(torch.from_numpy(as_float(pixels))[None, None])
+        logits = model(x).float().cpu().numpy().astype(np.float64)
+        probs = probabilities(logits, task)[0]
+        top = int(np.argmax(probs))
+        entry = {"image": path, "prediction": classes[top], "probability": float(probs[top]),
+                 "probabilities": dict(zip(classes, map(float, probs)))}
+        if calibration is not None:
+            scaled = probabilities(apply_temperature(logits, calibration["temperature"]), task)[0]
+            entry.update(calibrated_probability=float(scaled[top]),
+                         calibrated_probabilities=dict(zip(classes, map(float, scaled))))
+        out.append(entry)
+    return out
+
+
+def _split(dataset: TxDataset, split: str):
+    if split not in dataset.splits:
+        raise TxkitError(f"`split` {split}: the run's dataset ({dataset.name}) has no {split!r} split; use one "
+                         f"of: {', '.join(dataset.splits)}")
+    if not len(dataset.splits[split]):
+        raise TxkitError(f"`split` {split}: the {split} split of {dataset.name} is empty; use one of: "
+                         f"{', '.join(s for s, part in dataset.splits.items() if len(part))}")
+    return dataset.splits[split]
