@@ -189,8 +189,18 @@ def test_non_run_and_unfinished_run_are_one_line_errors(run_copy, tmp_path):
     assert_one_line_error(run_txkit("export", str(run_copy)), "no summary.json yet")
 
 
-def test_missing_onnxruntime_names_the_extra(run_dir, monkeypatch):
+def test_missing_onnxruntime_names_the_extra(run_copy, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    shutil.rmtree(run_copy / "export", ignore_errors=True)  # what earlier tests exported
     with pytest.raises(ExportError, match=r"^ONNX export needs onnxruntime, which is not installed: "
                                           r"pip install 'txkit\[export\]'$"):
-        export_run(run_dir, "onnx")
+        export_run(run_copy, "onnx")
+    assert not (run_copy / "export").exists()  # not even the folder
+
+
+def test_out_never_overwrites_the_run_s_own_files(run_copy):
+    before = tree_hashes(run_copy)
+    for out, name in ((run_copy / "model.safetensors", "model.safetensors"), (run_copy / "config", "config.json")):
+        with pytest.raises(TxkitError, match=f"`out` .*would overwrite the run's {re.escape(name)}"):
+            export_run(run_copy, "torchscript", out=out)
+    assert tree_hashes(run_copy) == before

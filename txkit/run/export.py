@@ -102,7 +102,7 @@ def finished_run(run_dir) -> tuple[RunDir, dict]:
 
 def output_path(run: RunDir, format: str, out) -> Path:
     """``out`` (a folder, or a path ending in /, gets the default file name), else RUN/export/model.onnx or
-    model.pt; its folder is created."""
+    model.pt. Checked, not created: nothing is made before the export has been verified."""
     if out is None:
         path = run.path / EXPORT_DIR / FORMATS[format]
     else:
@@ -113,12 +113,31 @@ def output_path(run: RunDir, format: str, out) -> Path:
         if other != format and path.suffix.lower() in suffixes:
             raise TxkitError(f"`out` {path}: a {path.suffix} file is {other}, but `format` is {format}; name the "
                              f"file {path.with_suffix(SUFFIXES[format][0]).name} or use `format` {other}")
+    run_files = {(run.path / name).resolve() for name in (RunDir.CONFIG, RunDir.WEIGHTS, RunDir.METRICS,
+                                                          RunDir.METRICS_CSV, RunDir.SUMMARY, RunDir.CHECKPOINT,
+                                                          RunDir.CHECKPOINT_STATE, RunDir.CALIBRATION)}
+    for written in (path, sidecar_path(path)):
+        if written.resolve() in run_files:
+            raise TxkitError(f"`out` {path}: would overwrite the run's {written.name}; choose another `out`")
+    if path.is_dir():
+        raise TxkitError(f"`out` {path}: is a folder; choose a file name")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise TxkitError(f"`out` {path}: {existing} is a file, not a folder; choose another `out`")
+    return path
+
+
+def sidecar_path(path: Path) -> Path:
+    """The contract beside the model: model.onnx -> model.onnx.json."""
+    return path.with_name(path.name + ".json")
+
+
+def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TxkitError(f"`out` {path}: cannot create {path.parent} ({exc.strerror or exc}); choose another "
                          f"`out`") from None
-    return path
 
 
 def _modules(format: str, verify: bool) -> dict:
@@ -312,7 +331,8 @@ def export_run(run_dir, format: str = "onnx", out=None, verify: bool = True, *, 
                               f"|difference| of the logits {verification['max_abs_diff']:.3g} on "
                               f"{verification['images']} {_described(verification)} exceeds the tolerance "
                               f"{tolerance:g}; nothing was written")
-    sidecar = path.with_name(path.name + ".json")
+    sidecar = sidecar_path(path)
+    _make_folder(path)
     ckpt.atomic_write_bytes(path, data)
     ckpt.write_json(sidecar, {**record, "file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
                               "verification": verification})
