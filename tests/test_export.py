@@ -204,3 +204,21 @@ def test_out_never_overwrites_the_run_s_own_files(run_copy):
         with pytest.raises(TxkitError, match=f"`out` .*would overwrite the run's {re.escape(name)}"):
             export_run(run_copy, "torchscript", out=out)
     assert tree_hashes(run_copy) == before
+
+
+def test_a_model_that_fails_on_another_batch_size_is_refused(run_dir, tmp_path, monkeypatch):
+    real = export.load_exported
+
+    def batch_of_two_only(*args):  # what a batch size baked into the graph looks like
+        run = real(*args)
+
+        def checked(x):
+            if len(x) != 2:
+                raise RuntimeError(f"Got invalid dimensions for input: image, index 0 Got: {len(x)} Expected: 2")
+            return run(x)
+        return checked
+
+    monkeypatch.setattr(export, "load_exported", batch_of_two_only)
+    with pytest.raises(ExportError, match=r"fails on a batch of 1 image\(s\) \(RuntimeError: Got invalid dimensions"):
+        export_run(run_dir, "torchscript", out=tmp_path / "m.pt", max_images=4)
+    assert list(tmp_path.iterdir()) == []

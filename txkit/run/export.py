@@ -291,7 +291,11 @@ def compare(net: torch.nn.Module, exported, x: torch.Tensor) -> dict:
     differences, sizes = [], []
     for batch in [x[:1], *x.split(VERIFY_BATCH)]:
         expected = net(batch).numpy()
-        got = np.asarray(exported(batch.numpy()))
+        try:
+            got = np.asarray(exported(batch.numpy()))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's and TorchScript's runtime errors have many kinds
+            raise ExportError(f"the exported model fails on a batch of {len(batch)} image(s) ({type(exc).__name__}: "
+                              f"{_first_line(exc)}); nothing was written") from None
         if got.shape != expected.shape:
             raise ExportError(f"the exported model gave logits of shape {got.shape} for a batch of {len(batch)}, "
                               f"PyTorch {expected.shape}")
