@@ -96,7 +96,8 @@ def test_onnx_export_verifies_with_onnxruntime_and_holds_the_contract(run_dir, t
     assert contract["task"] == "multiclass" and contract["txkit_version"] == txkit.__version__
     assert contract["input"]["image_size"] == SIZE and contract["input"]["channels"] == 1
     assert contract["input"]["dtype"] == "float32"
-    assert contract["intensity"]["rule"] == "auto" and contract["intensity"]["resolved"] == {"8-bit": "8-bit grey / 255"}
+    assert contract["intensity"]["rule"] == "auto"
+    assert contract["intensity"]["resolved"] == {"8-bit": "8-bit grey / 255"}
     assert contract["intensity"]["key"] == resolved["intensity"]["key"]
     sidecar = json.loads(result["sidecar"].read_text())
     assert {k: v for k, v in sidecar.items() if k not in ("verification", "file", "sha256")} == contract
@@ -118,7 +119,8 @@ def test_cli_export_writes_the_model_and_reports_the_verification(run_dir, test_
     assert out.is_file() and (tmp_path / "cli" / "model.onnx.json").is_file()
     assert f"wrote {out} (onnx, " in result.stdout
     assert "(N, 1, 32, 32) float32, one grayscale channel in [0, 1] after intensity rule auto" in result.stdout
-    match = re.search(r"verified against PyTorch on (\d+) test images: max \|difference\| (\S+) \(tolerance", result.stdout)
+    match = re.search(r"verified against PyTorch on (\d+) test images: max \|difference\| (\S+) \(tolerance",
+                      result.stdout)
     assert match, result.stdout
     assert int(match.group(1)) == test_images and float(match.group(2)) <= 1e-4
 
