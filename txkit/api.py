@@ -88,6 +88,16 @@ class Run:
 
         return visualize(self.path, method, [str(i) for i in _as_list(images)], **options)
 
+    def export(self, format: str = "onnx", *, out: str | Path | None = None, verify: bool = True) -> dict:
+        """Write the best checkpoint as ``format`` ("onnx" or "torchscript") with its input contract, to ``out``
+        (default RUN/export/model.onnx or model.pt) plus the sidecar ``<file>.json``; with ``verify``, only
+        after its logits matched PyTorch's on the run's test images. Returns {"path" (a Path), "sidecar",
+        "format", "bytes", "contract", "verification", "warnings"}; a bad argument raises TxkitError naming it.
+        """
+        from txkit.run.export import export_run
+
+        return export_run(self.path, format, out=out, verify=verify)
+
 
 def run_experiment(path: str | Path, *, out: str | Path | None = None, jobs: int = 1, progress: bool = True,
                    overrides: dict[str, str] | None = None) -> tuple[Path, dict[str, int]]:

@@ -28,9 +28,9 @@ def build_cli() -> click.Group:
     """The command group with the built-in commands and those plugins add (done once per process)."""
     global _built
     if not _built:
-        from txkit.cli import calibrate, data, experiment, listing, training, visualize
+        from txkit.cli import calibrate, data, experiment, export, listing, training, visualize
 
-        for module in (listing, training, calibrate, data, visualize, experiment):
+        for module in (listing, training, calibrate, data, visualize, experiment, export):
             for command in module.COMMANDS:
                 cli.add_command(command)
         _add_plugin_commands()
