@@ -3,7 +3,7 @@
 The exported model is the whole :class:`txkit.network.TxNet` with the run's best weights: it takes a
 (N, 1, S, S) float32 batch of grayscale images (S the run's image size, N free) and returns (N, classes) logits.
 The pixels are what the run's intensity rule gives, resized to S x S: for 8-bit images the uint8 grey resized
-(PIL bicubic) and divided by 255 (:func:`txkit.network.to_input`, :func:`txkit.datasets.intensity.as_float`),
+(PIL bicubic) and divided by 255 (:func:`txkit.training.runtime.to_input`, :func:`txkit.datasets.pixels.as_float`),
 for the other rules the rule's float32 values in [0, 1] (``hu``: Hounsfield units). The normalisation the
 backbone's weights expect, the gray-to-RGB step or the colorizer are inside the model, as in TxNet.
 
