@@ -205,7 +205,7 @@ class FeatureCache:
 
     # --- computing features ---------------------------------------------------------------------------
     def _amp(self):
-        return torch.autocast(self.runtime.device.type, enabled=self.runtime.amp)
+        return self.runtime.autocast()
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         return self.runtime.to_input(x)
@@ -237,7 +237,7 @@ class FeatureCache:
                         if not wanted.any():
                             continue
                         started = time.perf_counter()
-                        with torch.autocast(self.runtime.device.type, enabled=amp):
+                        with self.runtime.autocast(amp):
                             features = self._prefix((x.flip(-1) if o else x)[wanted.to(x.device)])
                         store.put(rows[o][batch][wanted], features)  # the copy to the CPU synchronises
                         segment["prefix_s"] += time.perf_counter() - started
