@@ -25,7 +25,7 @@ from txkit.experiments import markdown
 from txkit.experiments.report import build_report, judge
 from txkit.experiments.runner import run_experiment
 from txkit.training import evaluation, session
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.predictions import load_predictions, save_predictions
 
 TINY = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",

@@ -224,7 +224,7 @@ def run_dirs(module_tmp):
     """Two finished-looking run directories (config.json + model.safetensors) of resnet18 at 32 px."""
     from txkit.training.build import build_network
     from txkit.training.checkpoint import save_tensors, write_json
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     root = module_tmp("runs")
     dirs = []

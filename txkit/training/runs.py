@@ -12,7 +12,7 @@ from pathlib import Path
 from txkit import __version__
 from txkit.errors import TxkitError
 from txkit.rundir import RunDir
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 
 CONFIG, WEIGHTS, METRICS, SUMMARY = RunDir.CONFIG, RunDir.WEIGHTS, RunDir.METRICS, RunDir.SUMMARY
 CHECKPOINT, CHECKPOINT_STATE = RunDir.CHECKPOINT, RunDir.CHECKPOINT_STATE

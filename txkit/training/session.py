@@ -15,7 +15,7 @@ from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
 from txkit.training import distributed, runs
 from txkit.training.build import resolved_weights
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
 
 FINISHED = ("completed", "early-stopped")

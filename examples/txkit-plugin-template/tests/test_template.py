@@ -39,7 +39,7 @@ def test_listed_by_the_cli():
 def test_edges_is_fixed_so_a_colorizer_strategy_refuses_it_up_front():
     from txkit.errors import TxkitError
     from txkit.training.build import build_strategy
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     with pytest.raises(TxkitError, match="colorizer 'edges' has no trainable parameters"):
         build_strategy(TrainConfig(colorizer="edges", strategy="colorizer"))

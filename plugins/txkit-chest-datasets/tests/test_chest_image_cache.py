@@ -57,7 +57,7 @@ def test_chestxray14_splits_read_files_and_keep_16_bit(tmp_path):
 def test_chexpert_trains_from_the_disk_cache_with_workers_through_the_ring(chexpert, tmp_path, monkeypatch):
     from txkit.training import session
     from txkit.data.batch_ring import RingLoader
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
     from txkit.data.loader import Loaders, TensorSplit, cache_settings, input_rule
 
     made = []

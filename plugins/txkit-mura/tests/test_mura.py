@@ -111,7 +111,7 @@ def test_registered_by_this_distribution_without_importing_torch():
 
 def test_evaluate_scores_studies_by_mean_image_probability_with_kappa(tree, tmp_path):
     from txkit.training import session
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
     from txkit.training.evaluation import evaluate_run
 
     cfg = TrainConfig(dataset="mura", data_root=str(tree), backbone="resnet18", weights="none", strategy="full",
