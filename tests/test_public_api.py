@@ -125,14 +125,22 @@ def import_problems(path: Path, allowed: set[str]) -> list[str]:
     return problems
 
 
-def test_the_plugins_and_the_template_are_found():
+def test_the_plugins_the_template_and_their_tests_are_found():
     names = {p.relative_to(ROOT).parts[1] for p in SOURCES}
     assert {"txkit-desalinet", "txkit-gradcam", "txkit-plugin-template"} <= names, names
+    tested = {p.relative_to(ROOT).parts[1] for p in TESTS}
+    assert tested == {root.name for root in plugin_roots()}, tested
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])
 def test_plugin_code_imports_only_txkit(path):
     problems = import_problems(path, SOURCE_MODULES)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", TESTS, ids=[str(p.relative_to(ROOT)) for p in TESTS])
+def test_plugin_tests_import_only_txkit_and_txkit_testing(path):
+    problems = import_problems(path, TEST_MODULES)
     assert not problems, "\n".join(problems)
 
 
