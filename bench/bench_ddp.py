@@ -34,7 +34,7 @@ def worker(args) -> None:
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     from txkit.training import distributed
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
     from txkit.training.engine import Trainer
     from txkit.training.session import progress_bar
 

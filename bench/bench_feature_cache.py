@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from txkit.training import session
 from txkit.training.build import build_network, build_strategy
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.engine import Trainer
 
 

@@ -96,7 +96,7 @@ def images_per_second(loader, epochs: int, pids=(), convert: bool = True) -> tup
 
 def model_images_per_second(backbone: str, size: int, batch: int, steps: int, classes: int) -> float:
     from txkit.training.build import build_network, build_strategy
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     cfg = TrainConfig(backbone=backbone, weights="none", strategy="full", device="cpu")
     net = build_network(cfg, classes, build_strategy(cfg), load_weights=False)

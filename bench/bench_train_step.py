@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.engine import Trainer
 from txkit.training.session import progress_bar
 

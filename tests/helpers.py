@@ -15,7 +15,7 @@ PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist.npz"
 
 def tiny_config(**overrides):
     """A training config that runs in seconds on CPU: tiny synthetic set, resnet18 at 32 px, no downloads."""
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     base = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
                 weights="none", strategy="full", epochs=3, batch_size=16, seed=0, device="cpu")

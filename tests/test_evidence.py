@@ -24,11 +24,10 @@ from txkit.errors import TxkitError
 from txkit.experiments import markdown
 from txkit.experiments.report import build_report, judge
 from txkit.experiments.runner import run_experiment
+from txkit.config import TrainConfig
 from txkit.run import calibrate, evaluate, predict
-from txkit.rundir import load_calibration
+from txkit.rundir import load_calibration, load_predictions, save_predictions
 from txkit.training import session
-from txkit.training.config import TrainConfig
-from txkit.rundir import load_predictions, save_predictions
 
 TINY = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
             weights="none", image_size=32, epochs=1, batch_size=16, device="cpu")

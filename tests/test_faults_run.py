@@ -50,7 +50,7 @@ def straight_run(module_tmp):
 @pytest.fixture(scope="module")
 def interrupted_run(module_tmp):
     """A run interrupted after its first epoch (resumable), made once; tests copy it."""
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     root = module_tmp("interrupted")
     cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",

@@ -274,7 +274,7 @@ def test_training_with_workers_equals_training_in_the_main_process(tmp_path, str
     from safetensors.torch import load_file
 
     from txkit.training import session
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     root = write_folder(tmp_path / "images", per_class=10, bits="8")
     weights = {}

@@ -5,7 +5,7 @@ import torch
 
 from txkit.strategies.base import Phase
 from txkit.training.build import build_network, build_strategy
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.inspection import inspect_model
 from txkit.training.optim import param_groups
 

@@ -293,7 +293,7 @@ FULL_VS_SCRATCH_SEEDS = (0, 1, 2)
 def test_imagenet_full_beats_scratch_on_real_pneumoniamnist(tmp_path, capsys):
     """efficientnet_lite0 with real ImageNet weights, `full` vs `scratch`, same budget, real data, three seeds
     per arm; the means are compared, never one run (a trained AUC differs between CPUs, see above)."""
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     def auc(strategy, seed):
         cfg = TrainConfig(dataset="medmnist", data_root=str(PNEUMONIAMNIST), backbone="efficientnet_lite0",

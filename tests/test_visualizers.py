@@ -223,9 +223,9 @@ def invoke(*args):
 def run_dirs(module_tmp):
     """Two finished-looking run directories (config.json + model.safetensors) of resnet18 at 32 px."""
     from txkit.training.build import build_network
+    from txkit.config import TrainConfig
     from txkit.storage import write_json
     from txkit.training.checkpoint import save_tensors
-    from txkit.training.config import TrainConfig
 
     root = module_tmp("runs")
     dirs = []

@@ -8,7 +8,7 @@ These signatures are txkit's stable plugin API. Every hook receives a ``register
 is used, so listing plugins never imports torch. A name ending in ``*`` registers a family: ``timm/*``
 answers ``timm/convnext_tiny`` and its factory receives the part matched by ``*`` as ``variant=``.
 
-``options`` declares the entry's user options: a :class:`txkit.options.Options` subclass (one pydantic field
+``options`` declares the entry's user options: a :class:`txkit.Options` subclass (one pydantic field
 per option, with default and help), or a ``"package.module:Class"`` string imported only when the entry is
 shown (``txkit list KIND NAME``) or used. txkit then validates what the user gives (``--data-option``,
 ``--colorizer-option``, experiment files) before calling the factory, which receives every option, defaults
@@ -24,28 +24,29 @@ hookimpl = pluggy.HookimplMarker("txkit")
 
 @hookspec
 def register_backbones(register):
-    """Register backbones. ``factory(num_classes, pretrained=False, **options) -> txkit.backbones.Backbone``."""
+    """Register backbones. ``factory(num_classes, pretrained=False, **options) -> txkit.Backbone``."""
 
 
 @hookspec
 def register_colorizers(register):
-    """Register gray-to-RGB colorizers. ``factory(**options) -> torch.nn.Module`` mapping (N,1,H,W) to (N,3,H,W)."""
+    """Register gray-to-RGB colorizers. ``factory(**options) -> torch.nn.Module`` (optionally a
+    ``txkit.Colorizer``) mapping (N,1,H,W) to (N,3,H,W)."""
 
 
 @hookspec
 def register_datasets(register):
-    """Register datasets. ``factory(root=None, **options) -> txkit.datasets.TxDataset``; ``root`` is
+    """Register datasets. ``factory(root=None, **options) -> txkit.TxDataset``; ``root`` is
     ``--data-root``, passed by txkit beside the declared options (declare it in no Options class)."""
 
 
 @hookspec
 def register_strategies(register):
-    """Register transfer strategies. ``factory(**options) -> txkit.strategies.Strategy``."""
+    """Register transfer strategies. ``factory(**options) -> txkit.Strategy``."""
 
 
 @hookspec
 def register_visualizers(register):
-    """Register visualizers. ``factory(**options) -> txkit.visualizers.Visualizer``; declare options with
+    """Register visualizers. ``factory(**options) -> txkit.Visualizer``; declare options with
     ``register(..., options=...)`` as for every other kind."""
 
 

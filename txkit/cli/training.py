@@ -8,7 +8,7 @@ import click
 
 from txkit.cli.config_options import config_from_options, config_options, field_option
 from txkit.errors import for_cli
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from txkit.experiments.spec import RUN_REFERENCES, Experiment, StrategyEntry, stage_reference
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 
 PLAN_FILE = "plan.json"
 # Settings that change where and how fast a run trains, not what it learns.

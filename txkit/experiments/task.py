@@ -33,7 +33,7 @@ def execute_run(config: dict, run_dir: str, log_path: str, wants_roc: bool = Fal
     Called in this process or in a worker process, so it takes and returns plain data only.
     """
     from txkit.training import session
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
 
     started = time.perf_counter()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from txkit.strategies import Strategy
 from txkit.training import checkpoint as ckpt
 from txkit.training import ddp, distributed
 from txkit.training.build import build_network, build_strategy, resolved_weights
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.data.loader import TensorSplit, cache_settings, input_rule, train_batches
 from txkit.data.splits import check_nonempty, fraction_indices, label_strata
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights

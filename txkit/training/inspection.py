@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from txkit.training.build import build_network, build_strategy
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 
 
 def inspect_model(cfg: TrainConfig, num_classes: int) -> dict:

@@ -8,7 +8,7 @@ import torch
 from txkit.errors import TxkitError
 from txkit.network import TxNet
 from txkit.strategies import Phase, Strategy
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "exponential", "plateau", "constant")

@@ -19,7 +19,7 @@ from txkit.errors import TxkitError
 from txkit.rundir import RunDir
 from txkit.training import distributed
 from txkit.training.build import resolved_weights
-from txkit.training.config import TrainConfig
+from txkit.config import TrainConfig
 from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
 
 FINISHED = ("completed", "early-stopped")

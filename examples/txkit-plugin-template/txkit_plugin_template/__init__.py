@@ -8,7 +8,7 @@ from txkit import hookimpl
 def register_colorizers(register):
     register("edges", "txkit_plugin_template.edges:EdgesColorizer",
              "fixed: gray, Sobel gradient magnitude and Laplacian as the three channels",
-             options="txkit.options:NoOptions")
+             options="txkit:NoOptions")
 
 
 @hookimpl

@@ -2,9 +2,7 @@
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset
-from txkit.errors import DataError
-from txkit.options import Field, Options, validate_options
+from txkit import DataError, Field, Options, Split, TxDataset, validate_options
 
 CLASSES = ["horizontal", "vertical"]
 

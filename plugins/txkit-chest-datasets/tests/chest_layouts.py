@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from txkit.testing import write_image as write_pixels
 from txkit_chest_datasets.chexpert import HEADER, OBSERVATIONS
 
 CODE_TEXT = {1: "1.0", 0: "0.0", -1: "-1.0", None: ""}
@@ -15,21 +15,15 @@ CODE_TEXT = {1: "1.0", 0: "0.0", -1: "-1.0", None: ""}
 
 def write_image(path: Path, kind: str = "gray", size: tuple[int, int] = (24, 20)) -> Path:
     """A small image file; kind is gray, rgb, rgba, 16bit (PNG only) or truncated (a cut-off file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     ramp = np.add.outer(np.arange(height), np.arange(width)).astype(np.float64)
     gray = (ramp / ramp.max() * 255).astype(np.uint8)
     if kind == "16bit":
-        Image.fromarray((ramp / ramp.max() * 65535).astype(np.uint16)).save(path)
-    elif kind in ("rgb", "rgba"):
+        return write_pixels(path, (ramp / ramp.max() * 65535).astype(np.uint16))
+    if kind in ("rgb", "rgba"):
         channels = [gray, 255 - gray, gray // 2] + ([np.full_like(gray, 200)] if kind == "rgba" else [])
-        Image.fromarray(np.stack(channels, axis=-1), mode=kind.upper()).save(path)
-    else:
-        Image.fromarray(gray).save(path)
-    if kind == "truncated":
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    return path
+        return write_pixels(path, np.stack(channels, axis=-1))
+    return write_pixels(path, gray, truncate=kind == "truncated")
 
 
 # ------------------------------------------------------------------------------------------------- CheXpert

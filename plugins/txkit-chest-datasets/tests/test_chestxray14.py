@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from chest_layouts import nih_tree, write_image
 
-from txkit.datasets.info import dataset_info
-from txkit.errors import DataError
-from txkit.plugins import create
+from txkit import DataError, create
+from txkit.testing import check_dataset, data_info
 from txkit_chest_datasets.chestxray14 import FINDINGS, build
 
 REAL_SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "data" / "nih-cxr14-samples"
@@ -37,7 +36,7 @@ def tree(module_tmp):
 
 
 def test_official_lists_make_the_test_split_and_train_val_is_split_by_patient(tree):
-    dataset = create("dataset", "chestxray14", root=str(tree))
+    dataset = check_dataset(create("dataset", "chestxray14", root=str(tree)), file_backed=True)
     assert dataset.classes == FINDINGS and dataset.task == "multilabel"
     assert dataset.split("test").ids == TEST
     train, val = dataset.split("train"), dataset.split("val")
@@ -70,7 +69,7 @@ def test_real_png_and_rgba_images_load_as_8bit_gray(tree):
     dataset = build(str(tree))
     real = dataset.split("test").image(1)
     assert real.shape == (512, 512) and real.dtype == np.uint8 and real.std() > 10
-    info = dataset_info(dataset, sample=10)
+    info = data_info(dataset, sample=10)
     assert info["image_size"]["sampled"] == 10 and info["image_size"]["unreadable"] == 0
     assert info["splits"]["test"]["positives"]["Pneumothorax"] == 1
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from chest_layouts import chexpert_row, chexpert_tree, write_image
 
-from txkit.errors import DataError
-from txkit.plugins import create
+from txkit import DataError, create
+from txkit.testing import check_dataset
 from txkit_chest_datasets.chexpert import build
 
 FIVE = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
@@ -37,7 +37,7 @@ def tree(module_tmp):
 
 
 def test_registered_and_built_through_the_registry(tree):
-    dataset = create("dataset", "chexpert", root=str(tree))
+    dataset = check_dataset(create("dataset", "chexpert", root=str(tree)), file_backed=True)
     assert dataset.task == "multilabel"
     assert dataset.classes == FIVE
 

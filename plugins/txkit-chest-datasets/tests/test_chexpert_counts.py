@@ -6,10 +6,8 @@ import time
 import numpy as np
 import pytest
 from chest_layouts import chexpert_row, write_chexpert_csv, write_image, write_large_train_csv
-from click.testing import CliRunner
 
-from txkit.cli.data import data_group
-from txkit.datasets.info import dataset_info
+from txkit.testing import data_info, run_cli
 from txkit_chest_datasets.chexpert import build, subset_rows
 
 FIVE = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
@@ -42,13 +40,13 @@ def test_data_info_positives_follow_each_policy_on_a_constructed_distribution(tm
         code = 1 if i < 3 else -1 if i < 5 else 0 if i < 9 else None
         rows.append(chexpert_row(i // 2 + 1, view=i % 2 + 1, **{name.replace(" ", "_"): code for name in FIVE}))
     folder = _small_folder(tmp_path, rows)
-    thesis = dataset_info(build(str(folder)), sample=0)["splits"]["train"]
+    thesis = data_info(build(str(folder)), sample=0)["splits"]["train"]
     assert thesis["images"] == 12 and thesis["patients"] == 6
     assert thesis["positives"] == {"Atelectasis": 5, "Cardiomegaly": 3, "Consolidation": 3, "Edema": 5,
                                    "Pleural Effusion": 5}
-    ignore = dataset_info(build(str(folder), policy="ignore"), sample=0)["splits"]["train"]
+    ignore = data_info(build(str(folder), policy="ignore"), sample=0)["splits"]["train"]
     assert ignore["positives"] == dict.fromkeys(FIVE, 3) and ignore["ignored"] == dict.fromkeys(FIVE, 2)
-    multi = dataset_info(build(str(folder), policy="multiclass"), sample=0)["splits"]["train"]["positives"]
+    multi = data_info(build(str(folder), policy="multiclass"), sample=0)["splits"]["train"]["positives"]
     assert multi["Edema:positive"] == 3 and multi["Edema:uncertain"] == 2 and multi["Edema:negative"] == 7
 
 
@@ -69,17 +67,17 @@ def test_223414_rows_index_in_seconds_and_give_the_100_percent_row_of_table_4_2(
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"indexed {ROWS} rows in {wall:.2f} s ({cpu:.2f} s CPU)")
     assert wall < 30  # 1-3 s of CPU; the margin is for a loaded shared machine. No image is opened.
-    train = dataset_info(dataset, sample=0)["splits"]["train"]
+    train = data_info(dataset, sample=0)["splits"]["train"]
     assert train["images"] == ROWS
     assert train["positives"] == TABLE_4_2_FULL
 
 
 def test_data_info_json_on_the_official_sized_csv(official_sized):
-    out = CliRunner().invoke(data_group, ["info", "chexpert", "--data-root", str(official_sized.parent),
-                                          "--data-option", "subset=0.001", "--data-option", "subset_seed=8",
-                                          "--sample", "0", "--json"])
-    assert out.exit_code == 0, out.output
-    report = json.loads(out.output)
+    code, output, errors = run_cli(["data", "info", "chexpert", "--data-root", official_sized.parent,
+                                    "--data-option", "subset=0.001", "--data-option", "subset_seed=8",
+                                    "--sample", "0", "--json"])
+    assert code == 0, errors
+    report = json.loads(output)
     assert report["splits"]["train"]["images"] == 223
     assert report["splits"]["val"]["images"] == report["splits"]["test"]["images"] == 1
     assert report["info"]["subset"] == {"fraction": 0.001, "seed": 8, "by": "images"}

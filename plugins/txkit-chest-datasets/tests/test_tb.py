@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from chest_layouts import tb_tree, write_image
 
-from txkit.errors import DataError
-from txkit.plugins import create, registry
+from txkit import DataError, create, registry
+from txkit.testing import check_dataset
 
 LABELS = [0] * 20 + [1] * 10
 
@@ -21,7 +21,7 @@ def montgomery(module_tmp):
 
 
 def test_labels_come_from_the_last_digit_and_the_split_is_70_20_10(montgomery):
-    dataset = create("dataset", "montgomery", root=str(montgomery))
+    dataset = check_dataset(create("dataset", "montgomery", root=str(montgomery)), file_backed=True)
     assert dataset.classes == ["normal", "tuberculosis"]
     sizes = {name: len(split) for name, split in dataset.splits.items()}
     assert sizes == {"train": 21, "val": 6, "test": 3}
@@ -72,7 +72,7 @@ def test_bad_inputs(tmp_path, montgomery):
 def test_entries_belong_to_this_distribution_and_the_plugin_imports_no_torch():
     for name in ("chexpert", "chestxray14", "montgomery", "shenzhen"):
         assert registry("dataset").get(name).provided_by == "txkit-chest-datasets"
-    code = ("import sys, txkit_chest_datasets; from txkit.plugins import registry; registry('dataset'); "
+    code = ("import sys, txkit, txkit_chest_datasets; txkit.registry('dataset'); "
             "import txkit_chest_datasets.chexpert, txkit_chest_datasets.chestxray14, txkit_chest_datasets.tb; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     env = {**os.environ, "TXKIT_PLUGINS": "txkit-chest-datasets"}  # other plugins may import torch themselves

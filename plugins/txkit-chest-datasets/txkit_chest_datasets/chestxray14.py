@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
-from txkit.errors import DataError
-from txkit.options import validate_options
+from txkit import DataError, Split, TxDataset, file_split, group_split, readable, require_dir, validate_options
 from txkit_chest_datasets.options import ChestXray14Options, as_names
 
 NAME = "chestxray14"

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
-from txkit.errors import DataError
-from txkit.options import validate_options
+from txkit import DataError, Split, TxDataset, file_split, group_split, readable, require_dir, validate_options
 from txkit_chest_datasets import policies as pol
 from txkit_chest_datasets.options import ChexpertOptions, as_names
 

@@ -8,8 +8,7 @@ from typing import Literal, Optional
 
 from pydantic import field_validator, model_validator
 
-from txkit.errors import DataError
-from txkit.options import Field, Options, check_fractions
+from txkit import DataError, Field, Options, check_fractions
 
 SKIP_HELP = "open every image once and skip (count) unreadable ones; txkit train --skip-bad-images sets it"
 

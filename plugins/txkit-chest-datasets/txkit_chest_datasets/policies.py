@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.errors import DataError
+from txkit import DataError
 from txkit_chest_datasets.options import squash
 
 POSITIVE, NEGATIVE, UNCERTAIN, BLANK = 1, 0, -1, -2

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import TxDataset, drop_unreadable, file_split, group_split, require_dir
-from txkit.errors import DataError
-from txkit.options import validate_options
+from txkit import DataError, TxDataset, drop_unreadable, file_split, group_split, require_dir, validate_options
 from txkit_chest_datasets.options import TbOptions
 
 CLASSES = ["normal", "tuberculosis"]

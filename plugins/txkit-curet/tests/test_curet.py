@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -7,23 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from txkit.datasets.info import dataset_info
-from txkit.errors import DataError
-from txkit.plugins import create, registry
+from txkit import DataError, create, registry
+from txkit.testing import check_dataset, data_info, run_cli, write_image
 from txkit_curet.curet import CLASSES, crop_and_resize
 
 
 def write_texture(path: Path, kind: str, size: tuple[int, int], seed: int) -> None:
     """A noise texture: original CUReT images are colour BMPs, curetgrey ones 8-bit PNGs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     gray = np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8)
     if kind == "bmp":
-        Image.fromarray(np.stack([gray, gray, gray // 2], axis=-1), mode="RGB").save(path)
+        write_image(path, np.stack([gray, gray, gray // 2], axis=-1))
     else:
-        Image.fromarray(gray).save(path)
-    if kind == "truncated":
-        path.write_bytes(path.read_bytes()[:60])
+        write_image(path, gray, truncate=kind == "truncated")
 
 
 def curet_tree(root: Path, samples: list[int], per_sample: int, suffix: str, size: tuple[int, int]) -> Path:
@@ -40,7 +37,7 @@ def original(module_tmp):
 
 
 def test_original_bmp_layout_61_classes_and_a_class_proportional_split(original):
-    dataset = create("dataset", "curet", root=str(original))
+    dataset = check_dataset(create("dataset", "curet", root=str(original)), file_backed=True)
     assert dataset.classes == CLASSES and len(CLASSES) == 61 and dataset.classes[60] == "sample61"
     for split in ("train", "val", "test"):
         assert np.bincount(dataset.split(split).labels).nonzero()[0].tolist() == [0, 1, 60]
@@ -70,7 +67,7 @@ def test_curetgrey_png_layout_in_a_subfolder(tmp_path):
     curet_tree(tmp_path / "curetgrey", [5, 6], 4, "png", (200, 200))
     dataset = create("dataset", "curet", root=str(tmp_path), val_fraction="0.25", test_fraction="0.25")
     assert dataset.info["root"].endswith("curetgrey") and dataset.info["formats"] == [".png"]
-    info = dataset_info(dataset, sample=3)
+    info = data_info(dataset, sample=3)
     assert info["splits"]["train"]["positives"]["sample05"] == 2 and info["splits"]["train"]["patients"] is None
     assert info["image_size"]["height"] == {"min": 224, "mean": 224.0, "max": 224}
 
@@ -97,38 +94,41 @@ def test_bad_inputs(tmp_path):
 
 def test_registered_by_this_distribution_without_importing_torch():
     assert registry("dataset").get("curet").provided_by == "txkit-curet"
-    code = ("import sys, txkit_curet; from txkit.plugins import registry; registry('dataset'); "
+    code = ("import sys, txkit, txkit_curet; txkit.registry('dataset'); "
             "import txkit_curet.curet; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TXKIT_PLUGINS": "txkit-curet"})
 
 
 def test_splits_are_file_backed_and_declare_their_crop(original):
-    dataset = create("dataset", "curet", root=str(original), crop="32", size="24")
+    dataset = check_dataset(create("dataset", "curet", root=str(original), crop="32", size="24"), file_backed=True)
     for split in dataset.splits.values():
-        assert split.sources == split.ids and all(os.path.isfile(s) for s in split.sources)
-        assert split._read is not None and split.transform_key == "curet-centre-crop:32,bicubic:24"
+        assert split.sources == split.ids and split.transform_key == "curet-centre-crop:32,bicubic:24"
         values, info = split.values(0)
         assert info["format"] == "image" and values.shape == (24, 24)  # read_intensity, then the crop
         np.testing.assert_array_equal(values, split.image(0))
 
 
 def test_the_image_cache_key_follows_the_crop(original, tmp_path):
-    from txkit.data.cache import CacheSettings, open_images
-    from txkit.datasets.intensity import IntensityRule, load_input
+    cache = tmp_path / "cache"
 
-    settings = CacheSettings(directory=str(tmp_path / "cache"), progress=False)
-    rule = IntensityRule("auto")
+    def cache_train(crop):
+        code, output, errors = run_cli(["data", "cache", "curet", "--data-root", original, "--image-size", "24",
+                                        "--data-option", f"crop={crop}", "--data-option", "size=24",
+                                        "--cache-dir", cache, "--json"])
+        assert code == 0, errors
+        report = json.loads(output)
+        return next(s for s in report["splits"] if s["split"] == "train"), Path(report["root"])
 
-    def store(crop):
-        split = create("dataset", "curet", root=str(original), crop=crop, size="24").split("train")
-        return split, open_images(split, 24, rule, settings)
-
-    (split32, a), (_, b), (_, again) = store("32"), store("40"), store("32")
-    assert (a.status, b.status, again.status) == ("built", "built", "hit")
-    assert a.header["key"] != b.header["key"] and a.header["key"] == again.header["key"]
-    assert a.header["transform"] == "curet-centre-crop:32,bicubic:24"
-    assert not np.array_equal(a.array, b.array)
-    np.testing.assert_array_equal(a.array[3], load_input(split32, 3, 24, rule))  # the cropped pixels are cached
+    (a, root), (b, _), (again, _) = cache_train("32"), cache_train("40"), cache_train("32")
+    assert (a["status"], b["status"], again["status"]) == ("built", "built", "hit")
+    assert a["key"] != b["key"] and a["key"] == again["key"]
+    code, output, _ = run_cli(["data", "cache", "--list", "--json", "--cache-dir", cache])
+    transforms = {c["key"]: c.get("transform") for c in json.loads(output)["caches"]}
+    assert transforms[a["key"]] == "curet-centre-crop:32,bicubic:24"
+    assert transforms[b["key"]] == "curet-centre-crop:40,bicubic:24"
+    split = create("dataset", "curet", root=str(original), crop="32", size="24").split("train")
+    cached = np.load(root / "images" / f"{a['key']}.npy")  # the disk cache: one (24, 24) uint8 image per file
+    np.testing.assert_array_equal(cached[3], split.image(3))  # the cropped pixels are cached, not the file's
 
 
 def test_crop_of_16_bit_values_keeps_their_range():

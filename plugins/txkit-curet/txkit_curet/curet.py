@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, drop_unreadable, file_split, group_split, require_dir
-from txkit.errors import DataError
-from txkit.options import Field, Options, validate_options
+from txkit import (DataError, Field, Options, Split, TxDataset, drop_unreadable, file_split, group_split, require_dir,
+                   validate_options)
 
 NAME = "curet"
 CLASSES = [f"sample{k:02d}" for k in range(1, 62)]

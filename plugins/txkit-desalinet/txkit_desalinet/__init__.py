@@ -7,7 +7,7 @@ factories in ``txkit_desalinet.reversal`` and ``txkit_desalinet.frequency`` when
 from txkit import hookimpl
 
 _R = "txkit_desalinet.reversal"
-_NONE = "txkit.options:NoOptions"
+_NONE = "txkit:NoOptions"
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from txkit.visualizers import ReportVisualizer, default_layer, resolve_layer
+from txkit import ReportVisualizer, default_layer, resolve_layer
 from txkit_desalinet.options import DEFAULT_THETAS
 from txkit_desalinet.reversal import reconstruct
 

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from txkit.options import Options
+from txkit import Options
 
 DEFAULT_THETAS = 8
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from txkit.visualizers import (Visualizer, channel_mask, default_layer, forward_to, normalise, preserved,
-                               reconstruction_heat, resolve_layer, target_classes)
+from txkit import (Visualizer, channel_mask, default_layer, forward_to, normalise, preserved, reconstruction_heat,
+                   resolve_layer, target_classes)
 from txkit_desalinet.rules import check_rule, relu_rule
 
 SEEDS = ("activation", "gradient")

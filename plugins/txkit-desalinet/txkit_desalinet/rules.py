@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from txkit.errors import TxkitError
+from txkit import TxkitError
 
 # r = the signal coming back; through(r) = r * [x > 0], the plain ReLU gradient (r where the forward ReLU let
 # its input through, 0 elsewhere).

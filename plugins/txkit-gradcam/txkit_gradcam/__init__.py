@@ -7,7 +7,7 @@ imported when an entry is used (``txkit_gradcam.cams``).
 from txkit import hookimpl
 
 _C = "txkit_gradcam.cams"
-_NONE = "txkit.options:NoOptions"
+_NONE = "txkit:NoOptions"
 
 
 @hookimpl

@@ -5,7 +5,7 @@ Python API::
     from txkit_gradcam.cams import cam_maps
     maps = cam_maps("gradcam", net, images, layer="backbone.layer4", target=[2, 5])   # (N, H, W)
 
-``layer`` defaults to :func:`txkit.visualizers.default_layer` (the last conv stage before the head:
+``layer`` defaults to :func:`txkit.default_layer` (the last conv stage before the head:
 ``layer4`` for ResNets, ``bn2`` for EfficientNet, pool5 for AlexNet/VGG, ``norm5`` for DenseNet).
 ``target``: a class, a list of classes (multi-label: the CAM of the sum of their logits) or None (each
 image's top class). EigenCAM is class-agnostic (first principal component of the layer).
@@ -18,8 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from txkit.errors import TxkitError
-from txkit.visualizers import Visualizer, default_layer, preserved, resolve_layer, target_classes
+from txkit import TxkitError, Visualizer, default_layer, preserved, resolve_layer, target_classes
 
 METHODS = {
     "gradcam": "GradCAM",

@@ -5,19 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from txkit.testing import write_image as write_pixels
 
 
 def write_image(path: Path, kind: str = "gray", size: tuple[int, int] = (18, 22)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A small image file; kind is gray, rgb or truncated (a cut-off file)."""
     width, height = size
     gray = (np.add.outer(np.arange(height), np.arange(width)) * 4 % 256).astype(np.uint8)
     if kind == "rgb":
-        Image.fromarray(np.stack([gray, gray // 2, 255 - gray], axis=-1), mode="RGB").save(path)
+        write_pixels(path, np.stack([gray, gray // 2, 255 - gray], axis=-1))
     else:
-        Image.fromarray(gray).save(path)
-    if kind == "truncated":
-        path.write_bytes(path.read_bytes()[:40])
+        write_pixels(path, gray, truncate=kind == "truncated")
 
 
 def mura_tree(base: Path, studies: dict[str, list[tuple[str, int, int, int]]], images: bool = True) -> Path:

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from mura_layout import mura_tree, write_image
 
-from txkit.datasets.info import dataset_info
-from txkit.errors import DataError
-from txkit.plugins import create, registry
+from txkit import DataError, create, registry
+from txkit.testing import check_dataset, data_info, train_tiny
 from txkit_mura.mura import STUDY_TYPES
 
 TRAIN = [("XR_SHOULDER", p, 1, p % 2) for p in range(1, 11)] + [
@@ -22,7 +21,7 @@ def tree(module_tmp):
 
 
 def test_all_seven_study_types_by_default_with_study_ids(tree):
-    dataset = create("dataset", "mura", root=str(tree))
+    dataset = check_dataset(create("dataset", "mura", root=str(tree)), file_backed=True)
     assert dataset.classes == ["normal", "abnormal"] and dataset.info["study_types"] == list(STUDY_TYPES)
     assert sum(len(dataset.split(s)) for s in ("train", "val")) == 2 * len(TRAIN)
     test = dataset.split("test")
@@ -54,7 +53,7 @@ def test_train_and_val_share_no_patient_and_studies_stay_whole(tree):
 
 
 def test_data_info_reports_studies_and_study_positives(tree):
-    info = dataset_info(create("dataset", "mura", root=str(tree)), sample=4)
+    info = data_info(create("dataset", "mura", root=str(tree)), sample=4)
     test = info["splits"]["test"]
     assert test["images"] == 6 and test["patients"] == 3 and test["studies"] == 3
     assert test["positives"] == {"normal": 4, "abnormal": 2}
@@ -104,31 +103,23 @@ def test_missing_images_fail_at_construction_and_bad_ones_are_skipped(tmp_path):
 
 def test_registered_by_this_distribution_without_importing_torch():
     assert registry("dataset").get("mura").provided_by == "txkit-mura"
-    code = ("import sys, txkit_mura; from txkit.plugins import registry; registry('dataset'); "
+    code = ("import sys, txkit, txkit_mura; txkit.registry('dataset'); "
             "import txkit_mura.mura; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TXKIT_PLUGINS": "txkit-mura"})
 
 
 def test_evaluate_scores_studies_by_mean_image_probability_with_kappa(tree, tmp_path):
-    from txkit.training import session
-    from txkit.training.config import TrainConfig
-    from txkit.run.evaluate import evaluate_run
-
-    cfg = TrainConfig(dataset="mura", data_root=str(tree), backbone="resnet18", weights="none", strategy="full",
-                      epochs=1, batch_size=8, image_size=32, device="cpu")
-    run_dir, _ = session.train(cfg, tmp_path / "run")
-    metrics = evaluate_run(run_dir, "test")
+    run = train_tiny(tmp_path / "run", dataset="mura", data_root=str(tree), batch_size=8)
+    metrics = run.evaluate("test")
     assert metrics["n"] == 6 and metrics["study_level"]["n"] == 3
     assert -1 <= metrics["kappa"] <= 1 and -1 <= metrics["study_level"]["kappa"] <= 1
 
 
 def test_splits_are_file_backed_so_the_image_cache_applies(tree):
-    dataset = create("dataset", "mura", root=str(tree), study_types="shoulder")
+    dataset = check_dataset(create("dataset", "mura", root=str(tree), study_types="shoulder"), file_backed=True)
     for split in dataset.splits.values():
         assert split.sources == [os.path.join(tree, i) for i in split.ids] and len(split) > 0
-        assert all(os.path.isfile(source) for source in split.sources)
-        assert split._read is not None and split.transform_key is None
-        assert split.values(0)[1]["format"] == "image"  # read_intensity's info, not the 8-bit fallback's
+        assert split.transform_key is None
         assert split.studies is not None and split.studies.tolist() == [i.rpartition("/")[0] for i in split.ids]
     test = dataset.split("test")
     assert test.ids[0] == "valid/XR_SHOULDER/patient11185/study1_positive/image1.png"

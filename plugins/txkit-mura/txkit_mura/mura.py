@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit.datasets import Split, TxDataset, file_split, group_split, readable, require_dir
-from txkit.errors import DataError
-from txkit.options import Field, Options, validate_options
+from txkit import (DataError, Field, Options, Split, TxDataset, file_split, group_split, readable, require_dir,
+                   validate_options)
 
 NAME = "mura"
 CLASSES = ["normal", "abnormal"]
