@@ -101,3 +101,48 @@ def test_dataloaders_pin_memory_step_copies_a_batch_out_of_its_slot(monkeypatch)
     assert torch.equal(x, torch.arange(8, dtype=torch.uint8).reshape(2, 1, 2, 2)) and y.tolist() == [1, 0]
     ring.pixels.zero_()
     assert x.sum() == 28  # a copy, not a view of the slot
+
+
+def write_chexpert_layout(base, patients=6):
+    """base/CheXpert-v1.0-small/{train,valid}.csv and their JPEGs, as the CheXpert download lays them out."""
+    from PIL import Image
+    from txkit_chest_datasets.chexpert import HEADER, OBSERVATIONS
+
+    folder = base / "CheXpert-v1.0-small"
+    rng = np.random.default_rng(0)
+    for name, split, first in (("train.csv", "train", 1), ("valid.csv", "valid", 64541)):
+        lines = [",".join(HEADER)]
+        for p in range(first, first + (patients if split == "train" else 3)):
+            path = f"CheXpert-v1.0-small/{split}/patient{p:05d}/study1/view1_frontal.jpg"
+            Image.fromarray(rng.integers(0, 256, (40, 36), dtype=np.uint8)).save(base / _made(base / path))
+            labels = ["1.0" if (p + k) % 2 else "0.0" for k in range(len(OBSERVATIONS))]
+            lines.append(",".join([path, "Female", "60", "Frontal", "AP", *labels]))
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _made(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_chexpert_layout_folder_trains_from_the_disk_cache_with_workers_through_the_ring(tmp_path):
+    """The dataset plugin builds file-backed splits (file_split), so a run gets the decode-once cache and its
+    loader workers hand batches over through the ring, with no option to remember."""
+    from txkit.testing import tiny_config
+    from txkit.training.engine import Trainer
+
+    root = write_chexpert_layout(tmp_path)
+    cfg = tiny_config(dataset="chexpert", data_root=str(root), num_workers=2, batch_size=4,
+                      cache_dir=str(tmp_path / "cache"))
+    trainer = Trainer(cfg)
+    assert trainer.train_data.split.sources is not None and trainer.train_data.cache_status == "built"
+    trainer.start_phase(0)
+    loader = trainer.loaders.train(trainer.train_data, epoch=0)
+    assert isinstance(loader, RingLoader)
+    seen = [to_input(x, CPU) for x, _ in loader]
+    trainer.loaders.close()
+    plain = TensorSplit(trainer.train_data.split, trainer.size, "multilabel", trainer.rule)
+    order = [i for batch in loader.batch_sampler.current for i in batch]
+    assert torch.equal(torch.cat(seen), torch.stack([plain[i][0] for i in order]))
+    assert Trainer(cfg).train_data.cache_status == "hit"  # the next run reads the cache the first one built
