@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist.npz"
+TINY_EXPERIMENT = Path(__file__).resolve().parent / "data" / "tiny_experiment.toml"
 
 
 
@@ -128,3 +129,37 @@ def copy_with(source: Path, target: Path, **tags) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(target)
     return target
+
+
+def write_experiment(folder, body: str = "", *, file: str = "tiny.toml", name: str | None = None, **defaults):
+    """The suite's tiny experiment (tests/data/tiny_experiment.toml) written to ``folder/file`` with ``body``
+    (more tables: [grid], [stages.x], [report] ...) appended; ``name`` and ``defaults`` replace its values."""
+    text = TINY_EXPERIMENT.read_text()
+    if name is not None:
+        text = text.replace('name = "tiny"', f"name = {_toml(name)}", 1)
+    for key, value in defaults.items():
+        line = f"{key} = {_toml(value)}"
+        lines = text.splitlines()
+        start = lines.index("[defaults]")
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("["))
+        hits = [i for i in range(start, end) if lines[i].split(" = ")[0] == key]
+        if hits:
+            lines[hits[0]] = line
+        else:
+            lines.insert(end - 1, line)
+        text = "\n".join(lines) + "\n"
+    path = Path(folder) / file
+    path.write_text(text + textwrap.dedent(body))
+    return path
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)

@@ -12,6 +12,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from helpers import TINY_EXPERIMENT
+
 from txkit.cli.experiment import experiment_group
 from txkit.experiments import ExperimentFileError, load_experiment
 from txkit.experiments.executors import (SLURM, SUBMITIT_LOCAL, TxkitError, _local_state, classify, gpu_slots,
@@ -21,26 +23,12 @@ from txkit.experiments.state import ExperimentState, JobBook
 
 submitit = pytest.importorskip("submitit")
 
-# Runs of a few seconds, most of it the job's start: 21 images of 16 px, timm's 0.4M-parameter test_resnet.
-GRID = """
-[experiment]
-name = "tiny-grid"
-
-[defaults]
-backbone = "timm/test_resnet"
-weights = "none"
-epochs = 1
-batch_size = 32
-device = "cpu"
-data_options = { per_class = 3, size = 16 }
-
+# Runs of a few seconds, most of it the job's start: the suite's tiny experiment with a stage before its cells.
+GRID = TINY_EXPERIMENT.read_text().replace('name = "tiny"', 'name = "tiny-grid"') + """
 [stages.textures]
 dataset = "synthetic-dld"
 data_options = { per_class = 3, size = 16, seed = 5 }
 strategy = "scratch"
-
-[target]
-dataset = "synthetic-dld"
 
 [grid]
 strategies = ["scratch", { name = "two-stage", strategy = "full", weights = "stage:textures" }]
@@ -297,9 +285,6 @@ def test_status_of_a_local_experiment_shows_failed_runs_and_the_end_of_a_log(tmp
         dataset = "medmnist"
         data_root = "broken.npz"
         data_options = {}
-
-        [target]
-        dataset = "synthetic-dld"
 
         [grid]
         strategies = [{ name = "after-broken", strategy = "full", weights = "stage:broken" }]

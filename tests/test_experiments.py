@@ -5,7 +5,6 @@ import io
 import json
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 from rich.console import Console
 from scipy.stats import linregress, wilcoxon
 
+import helpers
 from txkit.cli.experiment import experiment_group
 from txkit.experiments import ExperimentFileError, load_experiment
 from txkit.experiments.plan import Plan, expand
@@ -22,28 +22,9 @@ from txkit.experiments.state import ExperimentState
 from txkit.training import session
 from txkit.training.engine import Trainer
 
-# Runs of about a second: 21 training images of 16 px, timm's 0.4M-parameter test_resnet, no pretrained weights.
-TINY = """
-[experiment]
-name = "tiny"
-
-[defaults]
-backbone = "timm/test_resnet"
-weights = "none"
-epochs = 2
-batch_size = 32
-device = "cpu"
-data_options = { per_class = 3, size = 16 }
-
-[target]
-dataset = "synthetic-dld"
-"""
-
-
-def write_experiment(tmp_path, body, name="tiny.toml"):
-    path = tmp_path / name
-    path.write_text(TINY + textwrap.dedent(body))
-    return path
+def write_experiment(folder, body, file="tiny.toml"):
+    """The suite's tiny experiment with runs of two epochs (the interruption tests stop between them)."""
+    return helpers.write_experiment(folder, body, file=file, epochs=2)
 
 
 def quiet():
@@ -134,7 +115,7 @@ def test_editing_the_target_changes_cell_keys_not_stage_keys(tmp_path):
     """
     before = expand(load_experiment(write_experiment(tmp_path, body)), tmp_path / "exp")
     again = expand(load_experiment(write_experiment(tmp_path, body)), tmp_path / "exp")
-    edited = write_experiment(tmp_path, body, "edited.toml")
+    edited = write_experiment(tmp_path, body, file="edited.toml")
     edited.write_text(edited.read_text().replace('[target]\n', '[target]\nlr = 0.5\n'))
     changed = expand(load_experiment(edited), tmp_path / "exp")
     assert [r.id for r in before.runs] == [r.id for r in again.runs]
@@ -160,8 +141,7 @@ def test_editing_the_target_changes_cell_keys_not_stage_keys(tmp_path):
     ("[grid]\nstrategies = ['full'\n", "not valid TOML"),
 ])
 def test_file_errors_name_the_file_and_field_in_one_line(tmp_path, body, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(TINY.replace("[target]", "[target]\n") + body)
+    path = write_experiment(tmp_path, body, file="bad.toml")
     with pytest.raises(ExperimentFileError) as caught:
         load_experiment(path)
     text = str(caught.value)
@@ -190,8 +170,8 @@ def test_cli_rejects_a_set_option_without_value(tmp_path):
 
 
 def test_target_may_not_set_an_axis(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text(TINY.replace("[target]", "[target]\nseed = 3") + "[grid]\nstrategies = ['full']\n")
+    path = write_experiment(tmp_path, "[grid]\nstrategies = ['full']\n", file="bad.toml")
+    path.write_text(path.read_text().replace("[target]", "[target]\nseed = 3"))
     with pytest.raises(ExperimentFileError, match=r"\[target\]: seed is a grid axis: set \[grid\] seeds instead"):
         load_experiment(path)
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from faults import assert_one_line_error, tree_hashes
-from helpers import ROOT, make_distribution, pythonpath, run_txkit
+from helpers import ROOT, make_distribution, pythonpath, run_txkit, write_experiment
 
 TINY_TRAIN = ("--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "1",
               "--batch-size", "16", "--data-option", "per_class=6", "--data-option", "size=32", "--device", "cpu")
@@ -199,27 +199,10 @@ def test_resuming_a_run_left_by_a_fixed_colorizer_strategy_says_why_and_changes_
 
 # ------------------------------------------------------------------------------------------ experiments
 
-EXPERIMENT = """
-[experiment]
-name = "faults"
-
-[defaults]
-backbone = "timm/test_resnet"
-weights = "none"
-epochs = 1
-batch_size = 32
-device = "cpu"
-data_options = { per_class = 3, size = 16 }
-
-[target]
-dataset = "synthetic-dld"
-"""
 
 
 def experiment_file(tmp_path, body):
-    path = tmp_path / "faults.toml"
-    path.write_text(EXPERIMENT + textwrap.dedent(body))
-    return path
+    return write_experiment(tmp_path, body, file="faults.toml", name="faults")
 
 
 def test_experiment_with_a_missing_data_root_fails_before_anything_trains(tmp_path):
