@@ -21,3 +21,23 @@ def tiny_cfg():
     from helpers import tiny_config
 
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """The suite's one finished run, trained once per session: ``tiny_config(epochs=1, image_size=32)``
+    (resnet18 from scratch, strategy full, on 7 x 6 synthetic images per split), with its best weights and its
+    stored test predictions. Read-only: a test that writes into a run takes ``finished_run_copy``."""
+    from helpers import tiny_config
+    from txkit.training import session
+
+    run_dir, _ = session.train(tiny_config(epochs=1, image_size=32), tmp_path_factory.mktemp("finished") / "run")
+    return run_dir
+
+
+@pytest.fixture
+def finished_run_copy(finished_run, tmp_path):
+    """A copy of ``finished_run`` that a test may change."""
+    import shutil
+
+    return shutil.copytree(finished_run, tmp_path / "run")

@@ -46,19 +46,16 @@ def check_interval(interval, value=None):
         assert low <= value <= high, (value, interval)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(module_tmp):
-    """A one-epoch run (the `txkit train` tiny run) with its test predictions stored as the session will."""
-    run_dir, _ = session.train(TrainConfig(**TINY), module_tmp("evidence") / "run")
-    predicted = predict.predict_split(run_dir, "test")
-    save_predictions(run_dir, "test", predicted["y_true"], predicted["logits"], predicted["ids"])
-    return run_dir
+@pytest.fixture
+def tiny_run(finished_run):
+    """The suite's finished one-epoch run (conftest.py), with the test predictions its session stored."""
+    return finished_run
 
 
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    """A copy of the tiny run, for tests that add files to it."""
-    return shutil.copytree(tiny_run, tmp_path / "run")
+def run_copy(finished_run_copy):
+    """A copy of the finished run, for tests that add files to it."""
+    return finished_run_copy
 
 
 # --------------------------------------------------------------------------------------------- evaluate
