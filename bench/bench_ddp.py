@@ -4,7 +4,7 @@ batch and optimiser), measured in the same invocation. Reports training images/s
 txkit/plain at N processes.
 
     python bench/bench_ddp.py [--backbone resnet18] [--size 64] [--batch-size 64] [--repeat 2] [--rounds 2]
-                              [--per-class 40] [--nproc N]
+                              [--per-class 40] [--nproc N] [--smoke]
 
 CPU (no GPU visible): N = 2 processes on gloo, each with half of the cores (OMP_NUM_THREADS), against one process
 with all of them: on a 2-core machine the ratio is about 1x (the cores are shared, and gradients also have to
@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from _common import parse_args
+
 RESULT = "RESULT "
 
 
@@ -34,7 +36,7 @@ def worker(args) -> None:
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     from txkit.training import distributed
-    from txkit.training.config import TrainConfig
+    from txkit.config import TrainConfig
     from txkit.training.engine import Trainer
     from txkit.training.session import progress_bar
 
@@ -132,7 +134,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="alternating 1-process / N-process measurements")
     parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # 14 images, a global batch of 8: no batch of one image (batch-norm refuses it) in 1 or 2 processes
+    args = parse_args(parser, smoke={"size": 32, "batch_size": 8, "repeat": 1, "rounds": 1, "per_class": 2})
     if args.worker:
         return worker(args)
     import torch
