@@ -1,4 +1,4 @@
-"""What every benchmark shares: ``--smoke``, a seconds-long run on tiny inputs.
+"""What the benchmarks share: ``--smoke``, a seconds-long run on tiny inputs, and a plain loop's optimiser.
 
 CI runs each benchmark with ``--smoke`` (tests/test_benchmarks.py) so that none can stop running unnoticed, as
 bench_train_step.py once did. A smoke run goes through the same code, txkit's and the baseline's, and prints the
@@ -25,3 +25,13 @@ def parse_args(parser: argparse.ArgumentParser, smoke: dict) -> argparse.Namespa
         print("smoke run (--smoke): tiny inputs, so the numbers below are not measurements", flush=True)
     return args
 
+
+def same_optimizer(trainer, net):
+    """A new optimiser for ``net`` (``trainer.net`` or a copy of it) with the class and per-group settings of the
+    trainer's: learning rates with their head and bias multipliers, momentum, weight decay on weights only. A
+    plain loop's step then does the same arithmetic as txkit's, and a ratio measures the loop, not the optimiser."""
+    order = {id(p): i for i, p in enumerate(trainer.net.parameters())}
+    params = list(net.parameters())
+    groups = [{**group, "params": [params[order[id(p)]] for p in group["params"]]}
+              for group in trainer.optimizer.param_groups]
+    return type(trainer.optimizer)(groups)

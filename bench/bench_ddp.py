@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from _common import parse_args
+from _common import parse_args, same_optimizer
 
 RESULT = "RESULT "
 
@@ -53,7 +53,7 @@ def worker(args) -> None:
     device = trainer.runtime.device
     plain_model = net if not distributed.active() else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    optimizer = same_optimizer(trainer, net)
     data = TensorDataset(images, labels)
     sampler = DistributedSampler(data, shuffle=True, seed=0) if distributed.active() else None
     loader = DataLoader(data, batch_size=args.batch_size // distributed.world_size(), sampler=sampler,
