@@ -1,7 +1,7 @@
 """How fast the CLI answers: `txkit --help`, `list` and `plugins` against bare Python start-up and an
 `import torch` in the same run. Target: each txkit command under one second on a 2-core machine.
 
-    python bench/bench_cli.py [--repeat 5]
+    python bench/bench_cli.py [--repeat 5] [--smoke]
 """
 
 import argparse
@@ -9,6 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from _common import parse_args
 
 CASES = {
     "python -c pass (baseline)": [sys.executable, "-c", "pass"],
@@ -31,7 +33,7 @@ def median_seconds(command, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    repeat = parser.parse_args().repeat
+    repeat = parse_args(parser, smoke={"repeat": 1}).repeat
     results = {name: median_seconds(cmd, repeat) for name, cmd in CASES.items()}
     base = results["python -c pass (baseline)"]
     print(f"{'command':42} {'median s':>9} {'x python':>9}")

@@ -4,7 +4,7 @@ batch and optimiser), measured in the same invocation. Reports training images/s
 txkit/plain at N processes.
 
     python bench/bench_ddp.py [--backbone resnet18] [--size 64] [--batch-size 64] [--repeat 2] [--rounds 2]
-                              [--per-class 40] [--nproc N]
+                              [--per-class 40] [--nproc N] [--smoke]
 
 CPU (no GPU visible): N = 2 processes on gloo, each with half of the cores (OMP_NUM_THREADS), against one process
 with all of them: on a 2-core machine the ratio is about 1x (the cores are shared, and gradients also have to
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from _common import parse_args, same_optimizer
 
 RESULT = "RESULT "
 
@@ -51,7 +53,7 @@ def worker(args) -> None:
     device = trainer.runtime.device
     plain_model = net if not distributed.active() else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    optimizer = same_optimizer(trainer, net)
     data = TensorDataset(images, labels)
     sampler = DistributedSampler(data, shuffle=True, seed=0) if distributed.active() else None
     loader = DataLoader(data, batch_size=args.batch_size // distributed.world_size(), sampler=sampler,
@@ -132,7 +134,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="alternating 1-process / N-process measurements")
     parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # 14 images, a global batch of 8: no batch of one image (batch-norm refuses it) in 1 or 2 processes
+    args = parse_args(parser, smoke={"size": 32, "batch_size": 8, "repeat": 1, "rounds": 1, "per_class": 2})
     if args.worker:
         return worker(args)
     import torch

@@ -4,7 +4,7 @@ data and network, all measured in this one process. Reports end-to-end time rati
 the first epoch (goals on 2 CPU cores: last-layer >= 3x end to end and >= 10x per epoch; finetune-from >= 2x).
 
     python bench/bench_feature_cache.py [--backbone efficientnet_lite0] [--stage block7] [--epochs 10]
-                                        [--per-class 8] [--size 224]
+                                        [--per-class 8] [--size 224] [--smoke]
 """
 
 import argparse
@@ -23,6 +23,8 @@ from txkit.training import session
 from txkit.training.build import build_network, build_strategy
 from txkit.config import TrainConfig
 from txkit.training.engine import Trainer
+
+from _common import parse_args
 
 
 def config(args, strategy, **extra):
@@ -92,7 +94,7 @@ def main():
     parser.add_argument("--per-class", type=int, default=8, help="synthetic-dld images per class and split")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke={"epochs": 2, "per_class": 1, "size": 32, "batch_size": 4})
     root = Path(tempfile.mkdtemp(prefix="bench-feature-cache-"))
     probe = Trainer(config(args, "last-layer", feature_cache=False))  # builds and warms the data once
     train, val = tensors(probe.train_data), tensors(probe.val_data)

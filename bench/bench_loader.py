@@ -14,7 +14,7 @@ The PNGs are 512-px NIH ChestX-ray14 samples (../shared/data/nih-cxr14-samples/)
 images/CPU-s counts the CPU time of the main process and its workers: on a shared machine it says what the
 loader costs, whatever else runs.
 
-    python bench/bench_loader.py [--images 300] [--size 224] [--epochs 5] [--backbone efficientnet_lite0]
+    python bench/bench_loader.py [--images 300] [--size 224] [--epochs 5] [--backbone efficientnet_lite0] [--smoke]
 """
 
 import argparse
@@ -32,6 +32,8 @@ from txkit.training.runtime import to_input
 from txkit.datasets.intensity import IntensityRule
 from txkit.plugins import create
 from txkit.data.loader import Loaders, TensorSplit
+
+from _common import parse_args
 
 CPU = torch.device("cpu")
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih-cxr14-samples"
@@ -123,7 +125,7 @@ def main():
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--model-steps", type=int, default=2)
     parser.add_argument("--samples", type=Path, default=SAMPLES)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke={"images": 8, "size": 32, "batch_size": 4, "epochs": 1, "model_steps": 1})
     work = Path(tempfile.mkdtemp(prefix="txkit-bench-loader-"))
     make_pngs(work / "pngs", args.images, args.samples)
     dataset = create("dataset", "imagefolder", root=str(work / "pngs"), val_fraction=0.0, test_fraction=0.0)

@@ -6,7 +6,7 @@ loader. Reported: peak RSS (getrusage; counts the memmap's file pages the epoch 
 page cache and reclaimable) and the peak of anonymous memory (RssAnon, sampled every batch: what the process
 really owns). Goal: anonymous memory does not grow with the number of images beyond the file list.
 
-    python bench/bench_memory.py [--counts 5000 50000] [--size 32]
+    python bench/bench_memory.py [--counts 5000 50000] [--size 32] [--smoke]
 """
 
 import argparse
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import parse_args
 
 
 def make_pngs(folder: Path, count: int, size: int) -> None:
@@ -66,7 +68,7 @@ def main():
     parser.add_argument("--counts", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--child", nargs=4, metavar=("FOLDER", "SIZE", "CACHE", "CACHE_DIR"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke={"counts": [20, 40], "size": 16})
     if args.child:
         folder, size, cache, cache_dir = args.child
         return child(folder, int(size), cache == "1", cache_dir)

@@ -4,7 +4,7 @@ Same model (a TxNet, random weights: speed does not depend on their values), sam
 table of images/s and the ratio to Captum (> 1: faster than Captum), and the largest difference between
 our guided backprop and Captum's (both start at the class score, so they must agree). No assertions.
 
-    python bench/bench_visualizers.py [--backbone resnet18] [--batch 8] [--size 224] [--repeats 3]
+    python bench/bench_visualizers.py [--backbone resnet18] [--batch 8] [--size 224] [--repeats 3] [--smoke]
 
 Needs: pip install captum; pip install -e plugins/txkit-desalinet.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import time
+
+from _common import parse_args
 
 
 def timed(fn, repeats: int) -> float:
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke={"batch": 2, "size": 32, "repeats": 1, "threads": 1})
 
     import torch
     from captum.attr import GuidedBackprop
