@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import run_txkit
+
 import txkit
 from txkit.config import ConfigError, TrainConfig
 from txkit.errors import TxkitError
@@ -42,7 +42,8 @@ def test_train_with_a_positional_path_suggests_out():
 
 @pytest.mark.parametrize("first, words", [
     (3, "got int 3 as its first argument: pass a TrainConfig or keyword fields"),
-    ({"epochs": 1}, "got a dict as its first argument: pass a TrainConfig or keyword fields, e.g. txkit.train(**fields)"),
+    ({"epochs": 1}, ("got a dict as its first argument: pass a TrainConfig or keyword fields, e.g. "
+                     "txkit.train(**fields)")),
 ])
 def test_train_names_what_its_first_argument_must_be(first, words):
     with pytest.raises(ConfigError) as error:
@@ -73,8 +74,8 @@ def test_resume_and_run_need_a_run_directory_path():
 # --- Run.evaluate, Run.predict, Run.visualize, Run.export ----------------------------------------------------
 @pytest.mark.parametrize("kwargs, words", [
     ({"split": 1}, "`split` must be a split name such as 'test', 'val' or 'train', got int 1"),
-    ({"bootstrap": "many"}, "`bootstrap` must be a whole number >= 0 of resamples (0: no intervals), e.g. 1000, "
-                            "got str 'many'"),
+    ({"bootstrap": "many"}, ("`bootstrap` must be a whole number >= 0 of resamples (0: no intervals), e.g. 1000, "
+                             "got str 'many'")),
     ({"bootstrap": True}, "`bootstrap` must be a whole number >= 0"),
     ({"bootstrap": 2.5}, "`bootstrap` must be a whole number >= 0"),
     ({"bootstrap": -1}, "`bootstrap` -1: must be 0 (no intervals) or a number of resamples, e.g. `bootstrap` 1000"),
@@ -139,8 +140,8 @@ def test_the_runtime_names_a_device_torch_does_not_know():
     ({"path": "x.toml", "out": 5}, "`out` must be an experiment directory (a str or Path) or None, got int 5"),
     ({"path": "x.toml", "jobs": 0}, "`jobs` must be a whole number >= 1 (runs at once), got int 0"),
     ({"path": "x.toml", "jobs": "2"}, "`jobs` must be a whole number >= 1 (runs at once), got str '2'"),
-    ({"path": "x.toml", "overrides": ["defaults.epochs=3"]}, "`overrides` must be a dict of 'table.field': value, "
-                                                             "e.g. {'defaults.epochs': '3'} (what --set gives)"),
+    ({"path": "x.toml", "overrides": ["defaults.epochs=3"]},
+     "`overrides` must be a dict of 'table.field': value, e.g. {'defaults.epochs': '3'} (what --set gives)"),
     ({"path": "x.toml", "overrides": {"defaults.epochs": None}}, "`overrides` must map 'table.field' names to values"),
 ])
 def test_run_experiment_names_the_bad_argument(kwargs, words, tmp_path):

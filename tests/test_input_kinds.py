@@ -6,15 +6,14 @@ once per kind, naming the image, the rule and what the rule does to it."""
 import json
 import shutil
 import warnings
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from faults import assert_one_line_error
+from helpers import tiny_config
 from PIL import Image
 
-from helpers import tiny_config
 from txkit.datasets.base import Split
 from txkit.datasets.intensity import InputCheck, IntensityRule
 from txkit.errors import DataError, TxkitWarning
