@@ -6,6 +6,7 @@ name as an experiment file or the Python API spells it.
 """
 
 import re
+import warnings
 
 FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 CLI_FLAGS = {"data_options": "--data-option", "colorizer_options": "--colorizer-option"}
@@ -31,6 +32,17 @@ class DataError(TxkitError):
 
 class WeightsError(TxkitError):
     """Weights that cannot be found, downloaded or loaded."""
+
+
+class TxkitWarning(UserWarning):
+    """Something about the user's input that does not stop the command (one line naming the file or option and
+    what to do). The CLI prints it as ``warning: ...`` on stderr with its flags (``txkit.cli.group``); in Python it
+    is an ordinary warning that ``warnings.filterwarnings`` can silence or turn into an error."""
+
+
+def warn(message: str) -> None:
+    """Issue ``message`` as a :class:`TxkitWarning`."""
+    warnings.warn(message, TxkitWarning, stacklevel=3)
 
 
 def for_cli(message: str) -> str:

@@ -7,22 +7,30 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import click
 
 from txkit import __version__
-from txkit.errors import TxkitError, for_cli
+from txkit.errors import TxkitError, TxkitWarning, for_cli
 
 
 class TxkitGroup(click.Group):
     """A click group that turns a TxkitError into one line on stderr and a non-zero exit.
 
     Anything else is a bug, not a user error: it still ends in one line, plus the file that holds the
-    full traceback (``TXKIT_DEBUG=1`` shows it instead).
+    full traceback (``TXKIT_DEBUG=1`` shows it instead). A :class:`TxkitWarning` the library issues is one
+    ``warning: ...`` line on stderr, with the CLI's flags, as the training warnings are.
     """
 
     def invoke(self, ctx):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TxkitWarning)  # the library already says each once (per kind of input)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except TxkitError as exc:
@@ -39,6 +47,16 @@ class TxkitGroup(click.Group):
                         f"please report it with the traceback in {where} (TXKIT_DEBUG=1 prints it)",
                         err=True, fg="red")
             ctx.exit(1)
+
+
+def _show_warning(show):
+    """``warnings.showwarning`` that prints a TxkitWarning as one yellow line and leaves the others to ``show``."""
+    def shown(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TxkitWarning):
+            click.secho(f"warning: {for_cli(str(message))}", err=True, fg="yellow")
+        else:
+            show(message, category, filename, lineno, file, line)
+    return shown
 
 
 def crash_report(exc: BaseException) -> str:

@@ -15,10 +15,45 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import txkit.pydantic_guard  # noqa: F401 - before the first model class
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from txkit.config.weights import WeightsSource
 from txkit.errors import ConfigError, for_cli
+
+
+#: The largest `image_size`: a 4096 px input is already 200 MB of float32 per image before any layer.
+MAX_IMAGE_SIZE = 4096
+#: The most a training batch's input alone (`batch_size` x 3 x S x S float32) may need; the layers need many times
+#: more, so anything above fails (or swaps) long after the run started.
+MAX_INPUT_BATCH_BYTES = 8 * 2**30
+
+
+def input_batch_bytes(batch_size: int, image_size: int) -> int:
+    """Bytes of one training batch's input as the backbone gets it: 3 channels of float32."""
+    return batch_size * 3 * image_size * image_size * 4
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
+def _memory_problem(batch_size: int | None, image_size: int | None) -> str | None:
+    """Why this `batch_size` and `image_size` cannot train (the message follows a field's name), or None."""
+    if batch_size is None or image_size is None:
+        return None
+    need = input_batch_bytes(batch_size, image_size)
+    where = (f"a batch of {batch_size} at {image_size} x {image_size} px needs {_size(need)} for its input alone "
+             f"(`batch_size` x 3 x S x S x 4 bytes)")
+    if image_size > MAX_IMAGE_SIZE:
+        return f"must be at most {MAX_IMAGE_SIZE} px: {where}; use e.g. 224 or 512"
+    if need > MAX_INPUT_BATCH_BYTES:
+        return (f"and `batch_size` are too large together: {where}, over the {_size(MAX_INPUT_BATCH_BYTES)} "
+                f"txkit allows; use a smaller `image_size` or `batch_size`")
+    return None
 
 
 def _extra(**extra) -> dict:
@@ -68,7 +103,7 @@ class TrainConfig(BaseModel):
     fraction: float = Field(1.0, gt=0, le=1, description="Keep a class-proportional, seeded fraction of the "
                                                          "training split.")
     image_size: int | None = Field(None, ge=16, description="Resize images to this square size (default: the "
-                                                            "dataset's, else 224).")
+                                                            "dataset's, else 224; at most 4096).")
     augment: bool = Field(True, description="Random horizontal flips during training.")
     skip_bad_images: bool = Field(False, description="Skip unreadable images (counted) instead of failing.")
     class_weights: str = Field("none", description=(
@@ -103,6 +138,23 @@ class TrainConfig(BaseModel):
     @classmethod
     def _parse_weights(cls, value: str) -> str:
         return str(WeightsSource.parse(value))
+
+    @field_validator("image_size")
+    @classmethod
+    def _check_image_size(cls, value: int | None, info: ValidationInfo) -> int | None:
+        why = _memory_problem(info.data.get("batch_size", 1), value)  # batch_size comes first: validated already
+        if why:
+            raise ValueError(why)  # describe() adds the field and the value
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _check_batch_size(cls, value: int, info: ValidationInfo) -> int:
+        # image_size is validated after batch_size when a config is made; this sees it when batch_size is assigned
+        why = _memory_problem(value, info.data.get("image_size"))
+        if why:
+            raise ValueError(why.replace("and `batch_size` are", "and `image_size` are", 1))
+        return value
 
     @field_validator("intensity")
     @classmethod

@@ -34,13 +34,15 @@ bicubic overshoot adds no values the rule did not give.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from txkit.datasets.base import Split, probe_intensity, read_intensity
 from txkit.datasets.pixels import as_float, resize_gray
-from txkit.errors import ConfigError, DataError, TxkitError
+from txkit.errors import ConfigError, DataError, TxkitError, warn as warn_user
 
 NAMES = ("auto", "bitdepth", "dicom-voi", "minmax", "hu")
 PARAMETERS = {"window": ("LEVEL", "WIDTH"), "percentile": ("LOW", "HIGH")}
@@ -54,6 +56,9 @@ FIT_SEED = 0
 PIXELS_PER_IMAGE = 65536
 KEY_VERSION = "intensity-v1"
 TOPS = {"16-bit": 65535.0, "32-bit": float(2**31 - 1), "float": 1.0}
+#: Rules whose numbers are in the training images' units (a window, percentile bounds, HU): an input in other
+#: units cannot be made meaningful by them.
+UNIT_BOUND = ("window", "percentile", "hu")
 USAGE = ("auto, bitdepth, dicom-voi, window:LEVEL:WIDTH (e.g. window:40:400), percentile:LOW:HIGH "
          "(e.g. percentile:1:99), minmax or hu")
 
@@ -92,6 +97,15 @@ def source_kind(info: dict) -> str:
     if info.get("format") == "dicom" or info.get("unit") == "HU":
         return "dicom"
     return info.get("unit") or EIGHT_BIT
+
+
+class Unseen(NamedTuple):
+    """An input of a kind the rule's fit sample never held (:meth:`IntensityRule.unseen`): ``message`` is one line
+    (without the image's name) saying what it is, what training saw, what the rule does to it and what to do;
+    ``refuse`` when the rule cannot give it a meaningful input."""
+
+    refuse: bool
+    message: str
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,72 @@ class IntensityRule:
                            f"sampled training images are not ({counts}): the window applies to their stored values")
         return out
 
+    # --- inputs of a kind training never saw ------------------------------------------------------------
+    def unseen(self, info: dict) -> Unseen | None:
+        """Whether an input with ``info`` (:func:`txkit.datasets.base.read_intensity`'s) is of a kind the fit sample
+        never held (kind of source, unit, DICOM modality), and what follows (docs/training.md, "Inputs of a kind
+        training never saw"): refused under a rule whose numbers are in the training units (``window``,
+        ``percentile``, ``hu``) when the input's unit differs, else a warning. None when training saw it, and for
+        runs that recorded no sources (older runs: nothing to compare with)."""
+        if self.kinds is None:
+            return None
+        kind, unit, modality = source_kind(info), info.get("unit"), info.get("modality")
+        units, modalities = dict(self.units), dict(self.modalities)
+        new_unit = bool(units) and unit not in units
+        if kind in dict(self.kinds) and not new_unit and not (modality and modality not in modalities):
+            return None
+        head = f"{_described(info)}, a kind of input the run never saw in training ({self._seen()})"
+        if self.name == "hu":  # units holds only HU (fit refuses the rest): every new kind is not HU
+            return Unseen(True, f"{head}; `intensity` hu needs CT in Hounsfield units: give CT DICOM in HU, or use "
+                                f"a run trained on images like this one")
+        if self.name in UNIT_BOUND and new_unit:
+            trained = " / ".join(units)
+            fix = ("give CT DICOM in HU as the training images were" if trained == "HU" else
+                   f"convert it to {trained} as the training images were")
+            return Unseen(True, f"{head}; `intensity` {self.text} {self._gives(self.name, info)}, numbers in "
+                                f"{trained} that mean nothing for {unit} values: {fix}, or use a run trained on "
+                                f"images like this one")
+        how = self.effective(kind)
+        trained = {k: _gets(self.effective(k), k) for k, _ in self.kinds}
+        contrast = ("" if self.name not in ("auto", "bitdepth", "dicom-voi") else
+                    f" (the training images: {'; '.join(f'{k} {g}' for k, g in trained.items())})")
+        return Unseen(False, f"{head}; `intensity` {self.text} {self._gives(how, info)}{contrast}, so the network "
+                             f"gets an input unlike any it trained on: check its result, or give images of the kind "
+                             f"training saw")
+
+    def _seen(self) -> str:
+        parts = [", ".join(f"{kind} {n}" for kind, n in self.kinds)]
+        if self.modalities:
+            parts.append("modalities " + ", ".join(f"{m} {n}" for m, n in self.modalities))
+        if self.units and {u for u, _ in self.units} != {k for k, _ in self.kinds}:
+            parts.append("units " + ", ".join(f"{u} {n}" for u, n in self.units))
+        return f"its {self.sampled} sampled training images: {'; '.join(parts)}"
+
+    def _gives(self, how: str, info: dict) -> str:
+        """What rule ``how`` does to an input with ``info``, as a phrase after "`intensity` RULE"."""
+        if how == EIGHT_BIT:
+            return "divides its 8-bit grey by 255"
+        if how == "bitdepth" and info.get("format") == "dicom":
+            low, high = info.get("range") or (0.0, 0.0)
+            return f"maps its stored range {low:g}..{high:g} to 0..1"
+        if how == "bitdepth":
+            return ("takes its float values as stored" if info.get("unit") == "float" else
+                    f"divides it by {TOPS.get(info.get('unit'), 255.0):g}")
+        if how == "dicom-voi":
+            from txkit.datasets.dicom import display_range
+
+            low, high = display_range(info)
+            return f"maps its display range {low:g}..{high:g} to 0..1"
+        if how == "window":
+            level, width = self.parameters
+            return f"maps {level - width / 2:g}..{level + width / 2:g} to 0..1"
+        if how == "percentile":
+            low, high = self.bounds if self.bounds is not None else (float("nan"),) * 2
+            return f"maps the training percentiles {low:g}..{high:g} to 0..1"
+        if how == "minmax":
+            return "stretches its own min..max to 0..1"
+        return "passes its values unscaled"
+
     # --- config.json ------------------------------------------------------------------------------------
     def record(self) -> dict:
         """What the run's config.json keeps under ``resolved.intensity`` (read back by :meth:`from_record`)."""
@@ -229,6 +309,61 @@ class IntensityRule:
                        sampled=int(record.get("sample", {}).get("images", 0)),
                        total=int(record.get("sample", {}).get("of", 0)),
                        windowed=int(record.get("header_windows", 0)), warnings=tuple(record.get("warnings", ())))
+
+
+def _gets(effective: str, kind: str) -> str:
+    """What ``auto`` / ``bitdepth`` / ``dicom-voi`` did to the training images of ``kind``."""
+    if effective == EIGHT_BIT:
+        return "divided by 255"
+    if effective == "bitdepth":
+        return ("by their stored range" if kind == "dicom" else "as stored" if kind == "float" else
+                f"divided by {TOPS.get(kind, 255.0):g}")
+    return "by their display range" if effective == "dicom-voi" else effective
+
+
+class InputCheck:
+    """One command's check of the images it feeds a run (``txkit predict``, ``evaluate``, ``colorize``,
+    ``visualize``) against what the run's rule saw in training (:meth:`IntensityRule.unseen`): an image the rule
+    cannot make meaningful is refused (DataError naming it), the others are warned about once per kind of input
+    through ``warn`` (default: a :class:`txkit.errors.TxkitWarning`, which the CLI prints on stderr)."""
+
+    def __init__(self, rule: IntensityRule, warn: Callable[[str], None] | None = None):
+        self.rule = rule
+        self.warn = warn or warn_user
+        self.warned: set[tuple] = set()
+
+    def __call__(self, info: dict, source) -> None:
+        found = self.rule.unseen(info)
+        if found is None:
+            return
+        if found.refuse:
+            raise DataError(f"{source}: {found.message}")
+        key = (source_kind(info), info.get("unit"), info.get("modality"))
+        if key not in self.warned:
+            self.warned.add(key)
+            self.warn(f"{source}: {found.message}")
+
+    def files(self, paths) -> None:
+        """Image files from their headers, before any is converted, so a refusal comes before any work; files whose
+        header cannot tell (unreadable, missing, mode I) are checked when :func:`load_file` reads them."""
+        if self.rule.kinds is None:
+            return
+        for path in paths:
+            info = probe_intensity(path)
+            if info is not None:
+                self(info, path)
+
+    def split(self, split: Split) -> None:
+        """The images of ``split`` that ``fit`` would sample (all up to FIT_SAMPLE, else the seeded draw), from
+        their headers where they suffice, so a whole split is not decoded twice."""
+        if self.rule.kinds is None:
+            return
+        for i in sample_indices(len(split)):
+            try:
+                info = _probe(split, i)
+            except DataError:  # unreadable: the loader reports it (or skips it) as it always has
+                continue
+            self(info, _name(split, i))
 
 
 def _label(effective: str) -> str:
@@ -279,9 +414,13 @@ def _name(split: Split, index: int) -> str:
     return split.ids[index] if split.named else f"image {index} of the split"
 
 
-def load_file(path, size: int, rule: IntensityRule, missing: str = "check the path") -> np.ndarray:
-    """One image file (``txkit predict``, ``colorize``, ``visualize``) through ``rule``, like :func:`load_input`."""
+def load_file(path, size: int, rule: IntensityRule, missing: str = "check the path",
+              check: InputCheck | None = None) -> np.ndarray:
+    """One image file (``txkit predict``, ``colorize``, ``visualize``) through ``rule``, like :func:`load_input`;
+    ``check`` refuses or warns about a kind of image the run never saw in training before it is converted."""
     values, info = read_intensity(path, missing=missing)
+    if check is not None:
+        check(info, path)
     return convert(values, info, size, rule, path)
 
 

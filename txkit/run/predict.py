@@ -12,7 +12,7 @@ import torch
 from txkit.data.loader import TensorSplit, cache_settings
 from txkit.data.splits import resampling_groups
 from txkit.datasets.base import TxDataset
-from txkit.datasets.intensity import load_file
+from txkit.datasets.intensity import InputCheck, load_file
 from txkit.datasets.pixels import as_float
 from txkit.errors import TxkitError
 from txkit.rundir import load_calibration
@@ -31,11 +31,14 @@ def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64
     weights: {"y_true", "logits", "probs", "ids", "groups", "units", "classes", "task", "dataset"}.
 
     The images go through the intensity rule the run recorded (not one fitted again on today's training files)
-    at its image size, on the inference runtime: the GPU with loader workers when there is one."""
+    at its image size, on the inference runtime: the GPU with loader workers when there is one. Images of a kind
+    the run never saw in training (a sample of the split, as the rule's fit sampled the training split) are
+    refused or warned about first (``IntensityRule.unseen``): ``dataset`` may be another one than it trained on."""
     loaded = open_run(run_dir)
     if dataset is None:
         dataset = load_dataset(loaded.cfg)
     part = _split(dataset, split)
+    InputCheck(loaded.rule).split(part)  # the recorded rule: older runs recorded no sources and are not checked
     data = TensorSplit(part, loaded.image_size, dataset.task, recorded_rule(loaded, dataset),
                        cache_settings(loaded.cfg), label=f"{dataset.name} {split}")
     runtime = Runtime.for_inference(device, num_workers)
@@ -63,9 +66,11 @@ def predict_images(run_dir: str | Path, images: list[str], *, device: str = "aut
     model = runtime.place(loaded.net)
     calibration = load_calibration(run_dir)
     classes, task, rule = loaded.classes, loaded.task, loaded.rule  # the rule as fitted on its training split
+    check = InputCheck(rule)  # an image of a kind training never saw: refused, or one warning per kind
+    check.files(images)
     out = []
     for path in images:
-        pixels = load_file(path, loaded.image_size, rule)
+        pixels = load_file(path, loaded.image_size, rule, check=check)
         x = runtime.to_input(torch.from_numpy(as_float(pixels))[None, None])
         logits = model(x).float().cpu().numpy().astype(np.float64)
         probs = probabilities(logits, task)[0]

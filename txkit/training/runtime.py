@@ -27,7 +27,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise TxkitError("`device` cuda: no CUDA device is available; use `device` cpu or auto")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise TxkitError(f"`device` must be auto, cpu or cuda (or cuda:N), got {name!r}") from None
 
 
 def resolve_workers(value: int | str, device: torch.device) -> int:

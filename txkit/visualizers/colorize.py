@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from txkit.datasets.base import load_gray
-from txkit.datasets.intensity import load_file, run_rule
+from txkit.datasets.intensity import InputCheck, load_file, run_rule
 from txkit.datasets.pixels import as_float, resize_gray
 from txkit.run.load import load_run
 from txkit.visualizers.pipeline import unique_stems
@@ -23,11 +23,13 @@ def colorize_images(run_dir: str, images: list[str], out: str | Path) -> list[di
     net, meta = load_run(run_dir)
     size = meta["resolved"]["image_size"]
     rule = run_rule(meta)
+    check = InputCheck(rule)  # an image of a kind training never saw: refused, or one warning per kind
+    check.files(images)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path, stem in zip(images, unique_stems(images)):  # a.dcm twice, or x/a.dcm and y/a.dcm: a, a-2
-        x = torch.from_numpy(as_float(load_file(path, size, rule)))[None, None]
+        x = torch.from_numpy(as_float(load_file(path, size, rule, check=check)))[None, None]
         gray = resize_gray(load_gray(path, missing="check the path"), size)
         rgb = net.colorized(x)[0].permute(1, 2, 0).numpy()
         image_png, panel_png = out / f"{stem}_colorized.png", out / f"{stem}_panel.png"

@@ -235,11 +235,12 @@ def visualize(subjects, method: str | Visualizer, images: Sequence = (), *, laye
         raise TxkitError(f"{name} needs at least one --image")
     channel = parse_channel(channel) if isinstance(channel, str) else channel
     stems = unique_stems(images)
-    originals = [_load_original(image) for image in images]
-    result = VisualizationResult(name)
     several = len(subjects) > 1
-    for subject in subjects:
-        outcome = _render(visualizer, subject, originals, layer, target, channel, threshold, images)
+    result = VisualizationResult(name)
+    checks = [_input_check(subject, images, result.warnings, several) for subject in subjects]  # before any work
+    originals = [_load_original(image) for image in images]
+    for subject, check in zip(subjects, checks):
+        outcome = _render(visualizer, subject, originals, layer, target, channel, threshold, images, check)
         if out is not None:
             folder = Path(out) / subject.label if several else Path(out)
             outcome.files = _write_subject(visualizer, folder, stems, outcome, originals)
@@ -266,7 +267,21 @@ def _load_original(image) -> "np.ndarray":
     return to_uint8(array)
 
 
-def _batch(originals, size: int, images=(), rule=None):
+def _input_check(subject, images, warnings: list, several: bool):
+    """The check of the image files against what the subject's run trained on (None for a subject without a
+    run's rule): a kind it cannot take is refused now, the others add one warning per kind to ``warnings``."""
+    from txkit.datasets.intensity import InputCheck
+
+    rule = getattr(subject, "intensity", None)
+    if rule is None:
+        return None
+    label = f"{subject.label}: " if several else ""
+    check = InputCheck(rule, warn=lambda message: warnings.append(f"{label}warning: {message}"))
+    check.files([image for image in images if isinstance(image, (str, Path))])
+    return check
+
+
+def _batch(originals, size: int, images=(), rule=None, check=None):
     """The network input: image files through the run's intensity rule (``rule``, when the subject is a run),
     arrays and rule-less subjects as 8-bit grey / 255."""
     import numpy as np
@@ -276,13 +291,14 @@ def _batch(originals, size: int, images=(), rule=None):
     from txkit.datasets.pixels import as_float, resize_gray
 
     files = list(images) if len(images) == len(originals) else [None] * len(originals)
-    pixels = [as_float(load_file(image, size, rule)) if rule is not None and isinstance(image, (str, Path))
-              else as_float(resize_gray(original, size)) for image, original in zip(files, originals)]
+    pixels = [as_float(load_file(image, size, rule, check=check))
+              if rule is not None and isinstance(image, (str, Path)) else as_float(resize_gray(original, size))
+              for image, original in zip(files, originals)]
     return torch.from_numpy(np.stack(pixels))[:, None]
 
 
 def _render(visualizer: Visualizer, subject, originals, layer, target, channel, threshold,
-            images=()) -> SubjectResult:
+            images=(), check=None) -> SubjectResult:
     """The maps of one network and its pictures at each image's resolution (nothing written)."""
     import numpy as np
 
@@ -290,7 +306,8 @@ def _render(visualizer: Visualizer, subject, originals, layer, target, channel, 
 
     net = subject.net
     rule = getattr(subject, "intensity", None)
-    batch = _batch(originals, subject.image_size, images, rule) if originals and visualizer.uses_images else None
+    batch = (_batch(originals, subject.image_size, images, rule, check) if originals and visualizer.uses_images
+             else None)
     targets = parse_targets(target, subject.classes)
     path = _layer_for(visualizer, net, batch, layer, targets)
     maps = visualizer(net, batch, layer=layer, target=targets, channel=channel)
