@@ -53,7 +53,7 @@ def tiny_config(**overrides) -> "TrainConfig":
     return TrainConfig.create(**{**base, **overrides})
 
 
-def train_tiny(out: str | os.PathLike, **overrides) -> "txkit.Run":
+def train_tiny(out: str | os.PathLike, **overrides):
     """Train ``tiny_config(**overrides)`` into the new folder ``out`` (no progress bar); the finished :class:`Run`.
 
     ``run.summary["status"]`` is ``"completed"`` when it trained; ``run.evaluate()``, ``run.predict(files)`` and
