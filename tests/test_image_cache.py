@@ -391,6 +391,20 @@ def test_edit_in_the_middle_of_a_file_larger_than_the_probe_is_seen(tmp_path, se
     assert_same(TensorSplit(train_split(root), SIZE, "multiclass"), again)
 
 
+def test_png_whose_chunks_before_the_pixels_outgrow_the_probe_is_hashed_whole(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    from txkit.data.cache import fingerprint
+
+    pixels = np.random.default_rng(3).integers(0, 65536, (300, 300), dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "plain.png", compress_level=0)
+    text = PngInfo()
+    text.add_text("comment", "x" * 70_000)  # 70 kB of text before the first IDAT chunk
+    Image.fromarray(pixels).save(tmp_path / "text.png", compress_level=0, pnginfo=text)
+    assert fingerprint(tmp_path / "plain.png")["probe_decides"]
+    assert not fingerprint(tmp_path / "text.png")["probe_decides"]
+
+
 def _damage(images, key, how, monkeypatch):
     data, header = images / f"{key}.npy", images / f"{key}.json"
     if how == "truncated-npy":
