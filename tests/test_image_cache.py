@@ -412,7 +412,8 @@ def _damage(images, key, how, monkeypatch):
     elif how == "garbage-json":
         header.write_bytes(b"\x00{not json")
     elif how == "json-missing-fields":
-        header.write_text(json.dumps({"format": 2, "bytes": data.stat().st_size}))
+        fields = {"format": json.loads(header.read_text())["format"], "bytes": data.stat().st_size}
+        header.write_text(json.dumps(fields))
     elif how == "npy-header-garbage":  # right size, the .npy header destroyed
         raw = bytearray(data.read_bytes())
         raw[10:60] = b"x" * 50
@@ -453,12 +454,15 @@ def test_damaged_cache_is_rebuilt_with_a_warning(folder, settings, capsys, monke
 
 
 def test_cli_rebuilds_a_damaged_cache_and_lists_around_it(folder, settings):
+    import txkit.data.cache as images_module
+
     runner = CliRunner()
     build = ["cache", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--cache-dir",
              str(settings.root)]
     assert runner.invoke(data_group, build).exit_code == 0
     headers = sorted((settings.root / "images").glob("*.json"))
-    headers[0].write_text(json.dumps({"format": 2}))  # a header json without its fields
+    data_bytes = headers[0].with_suffix(".npy").stat().st_size  # a header of this format without its other fields
+    headers[0].write_text(json.dumps({"format": images_module.FORMAT_VERSION, "bytes": data_bytes}))
     listed = runner.invoke(data_group, ["cache", "--list", "--cache-dir", str(settings.root)])
     assert listed.exit_code == 0 and "2 cache(s)" in listed.output, listed.output
     again = runner.invoke(data_group, [*build, "--json"])
