@@ -73,5 +73,5 @@ def test_the_cache_key_covers_the_declared_transform(tmp_path):
     assert stores[1].header["transform"] == "top:6" and "transform" not in stores[0].header
     assert not np.array_equal(stores[0].array, stores[1].array)
     assert open_images(six.subset([0, 1, 2, 3]), SIZE, rule, settings).status == "hit"
-    # a split without a transform keeps the key earlier versions gave it: their caches stay valid
+    # without a transform the key has no transform field: the key cache_key gives without transform_key
     assert stores[0].header["key"] == cache_key(plain.sources, SIZE, rule.key)

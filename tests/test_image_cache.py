@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,203 @@ def test_training_with_workers_equals_training_in_the_main_process(tmp_path, str
         assert not multiprocessing.active_children()
     assert weights[0].keys() == weights[2].keys()
     assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+# --- content the key's (path, size, mtime) cannot see, and damaged cache files ---------------------------------
+def write_pgm(path, pixels):
+    """An uncompressed 8- or 16-bit PGM: the same shape always gives the same file size."""
+    maxval = 65535 if pixels.dtype == np.uint16 else 255
+    header = f"P5\n{pixels.shape[1]} {pixels.shape[0]}\n{maxval}\n".encode()
+    Path(path).write_bytes(header + pixels.astype(">u2" if maxval == 65535 else np.uint8).tobytes())
+
+
+def rewrite_keeping_size_and_mtime(path, write):
+    """``write(path)`` new content in place, then put the old modification time back (as `cp -p`, `rsync -t`)."""
+    before = os.stat(path)
+    write(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.fixture
+def pgm_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (tmp_path / "pgm" / name).mkdir(parents=True)
+        for i in range(3):
+            write_pgm(tmp_path / "pgm" / name / f"{i}.pgm", rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    return tmp_path / "pgm"
+
+
+def test_content_edit_keeping_size_and_mtime_is_seen(pgm_folder, settings, capsys):
+    split = train_split(pgm_folder)
+    first = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    old = first[1][0].clone()
+    path = split.sources[1]
+    rewrite_keeping_size_and_mtime(path, lambda p: write_pgm(p, 255 - np.asarray(Image.open(p))))
+    capsys.readouterr()
+    again = TensorSplit(train_split(pgm_folder), SIZE, "multiclass", cache=settings)
+    assert not torch.equal(again[1][0], old)
+    assert_same(TensorSplit(train_split(pgm_folder), SIZE, "multiclass"), again)
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("warning: ") and str(path) in warning[0]
+    assert TensorSplit(train_split(pgm_folder), SIZE, "multiclass", cache=settings).cache_status == "hit"
+
+
+def test_only_the_changed_image_is_decoded_again_and_the_bytes_equal_a_full_build(pgm_folder, tmp_path, settings,
+                                                                                 monkeypatch):
+    split = train_split(pgm_folder)
+    TensorSplit(split, SIZE, "multiclass", cache=settings)
+    last = len(split) - 1
+    rewrite_keeping_size_and_mtime(split.sources[last], lambda p: write_pgm(p, np.asarray(Image.open(p))[::-1].copy()))
+    decoded = []
+    original = intensity.load_input
+
+    def counting(split, index, size, rule):
+        decoded.append(index)
+        return original(split, index, size, rule)
+
+    monkeypatch.setattr(intensity, "load_input", counting)
+    refreshed = open_images(train_split(pgm_folder), SIZE, IntensityRule("auto"), settings)
+    assert refreshed.status == "refreshed" and decoded == [last]
+    fresh = open_images(train_split(pgm_folder), SIZE, IntensityRule("auto"),
+                        CacheSettings(directory=str(tmp_path / "fresh"), progress=False))
+    assert np.array_equal(refreshed.array, fresh.array) and refreshed.array.dtype == fresh.array.dtype
+    assert not list((settings.root / "images").glob("*.tmp")) and not list(settings.root.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("kind", ["pgm-16", "png-uncompressed"])
+def test_edit_in_the_middle_of_a_file_larger_than_the_probe_is_seen(tmp_path, settings, kind):
+    """Past 2 x 64 KiB the probe skips the middle: an uncompressed PGM (or DICOM) is hashed whole again, a PNG is
+    decided by its tail (the zlib checksum of every row)."""
+    from txkit.data.cache import PROBE_BYTES, fingerprint
+
+    rng = np.random.default_rng(2)
+    root = tmp_path / "big"
+    paths = []
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 65536, (300, 300), dtype=np.uint16)
+            path = root / name / (f"{i}.pgm" if kind == "pgm-16" else f"{i}.png")
+            write_pgm(path, pixels) if kind == "pgm-16" else Image.fromarray(pixels).save(path, compress_level=0)
+            paths.append(path)
+    assert os.path.getsize(paths[0]) > 2 * PROBE_BYTES
+    assert bool(fingerprint(paths[0])["probe_decides"]) == (kind != "pgm-16")
+    split = train_split(root)
+    first = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    old = first[0][0].clone()
+    before = Path(split.sources[0]).read_bytes()
+
+    def rewrite(path):
+        pixels = np.asarray(Image.open(path)).astype(np.uint16)  # PIL opens a 16-bit PGM as mode I
+        pixels[140:160] = 65535 - pixels[140:160]  # rows in the middle of the file only
+        write_pgm(path, pixels) if kind == "pgm-16" else Image.fromarray(pixels).save(path, compress_level=0)
+
+    rewrite_keeping_size_and_mtime(split.sources[0], rewrite)
+    after = Path(split.sources[0]).read_bytes()
+    if kind == "pgm-16":  # the probe windows alone cannot see this edit
+        assert before[:PROBE_BYTES] == after[:PROBE_BYTES] and before[-PROBE_BYTES:] == after[-PROBE_BYTES:]
+    again = TensorSplit(train_split(root), SIZE, "multiclass", cache=settings)
+    assert again.cache_status == "refreshed" and not torch.equal(again[0][0], old)
+    assert_same(TensorSplit(train_split(root), SIZE, "multiclass"), again)
+
+
+def test_png_whose_chunks_before_the_pixels_outgrow_the_probe_is_hashed_whole(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    from txkit.data.cache import fingerprint
+
+    pixels = np.random.default_rng(3).integers(0, 65536, (300, 300), dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "plain.png", compress_level=0)
+    text = PngInfo()
+    text.add_text("comment", "x" * 70_000)  # 70 kB of text before the first IDAT chunk
+    Image.fromarray(pixels).save(tmp_path / "text.png", compress_level=0, pnginfo=text)
+    assert fingerprint(tmp_path / "plain.png")["probe_decides"]
+    assert not fingerprint(tmp_path / "text.png")["probe_decides"]
+
+
+def _damage(images, key, how, monkeypatch):
+    data, header = images / f"{key}.npy", images / f"{key}.json"
+    if how == "truncated-npy":
+        data.write_bytes(data.read_bytes()[:-100])
+    elif how == "garbage-json":
+        header.write_bytes(b"\x00{not json")
+    elif how == "json-missing-fields":
+        fields = {"format": json.loads(header.read_text())["format"], "bytes": data.stat().st_size}
+        header.write_text(json.dumps(fields))
+    elif how == "npy-header-garbage":  # right size, the .npy header destroyed
+        raw = bytearray(data.read_bytes())
+        raw[10:60] = b"x" * 50
+        data.write_bytes(bytes(raw))
+    elif how == "npy-missing":
+        data.unlink()
+    elif how == "fingerprints-garbage":
+        next(images.glob(f"{key}.fingerprints.npy")).write_bytes(b"garbage")
+    elif how == "npy-unreadable":  # as a file without read permission (root reads anything): until replaced
+        real, inode = np.load, data.stat().st_ino
+
+        def refusing(path, *args, **kwargs):
+            if str(path) == str(data) and os.stat(path).st_ino == inode:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(np, "load", refusing)
+
+
+@pytest.mark.parametrize("how", ["truncated-npy", "garbage-json", "json-missing-fields", "npy-header-garbage",
+                                 "npy-missing", "fingerprints-garbage", "npy-unreadable"])
+def test_damaged_cache_is_rebuilt_with_a_warning(folder, settings, capsys, monkeypatch, how):
+    split = train_split(folder)
+    key = TensorSplit(split, SIZE, "multiclass", cache=settings).store.header["key"]
+    images = settings.root / "images"
+    with monkeypatch.context() as patch:
+        _damage(images, key, how, patch)
+        capsys.readouterr()
+        rebuilt = TensorSplit(split, SIZE, "multiclass", cache=settings)
+    assert rebuilt.cache_status == "built"
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "damaged image cache" in lines[0], lines
+    assert key in lines[0] and "txkit bug" not in lines[0]
+    assert_same(TensorSplit(split, SIZE, "multiclass"), rebuilt)
+    later = TensorSplit(split, SIZE, "multiclass", cache=settings)  # repaired for good: later runs hit
+    assert later.cache_status == "hit" and not capsys.readouterr().err.strip()
+    assert len(list_caches(settings.root)) == 1
+
+
+def test_cli_rebuilds_a_damaged_cache_and_lists_around_it(folder, settings):
+    import txkit.data.cache as images_module
+
+    runner = CliRunner()
+    build = ["cache", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--cache-dir",
+             str(settings.root)]
+    assert runner.invoke(data_group, build).exit_code == 0
+    headers = sorted((settings.root / "images").glob("*.json"))
+    data_bytes = headers[0].with_suffix(".npy").stat().st_size  # a header of this format without its other fields
+    headers[0].write_text(json.dumps({"format": images_module.FORMAT_VERSION, "bytes": data_bytes}))
+    listed = runner.invoke(data_group, ["cache", "--list", "--cache-dir", str(settings.root)])
+    assert listed.exit_code == 0 and "2 cache(s)" in listed.output, listed.output
+    again = runner.invoke(data_group, [*build, "--json"])
+    assert again.exit_code == 0 and "txkit bug" not in again.output, again.output
+    assert "damaged image cache" in again.output
+    report = json.loads(again.output[again.output.index("{"):])
+    assert sorted(s["status"] for s in report["splits"]) == ["built", "hit", "hit"]
+
+
+def test_unwritable_cache_folder_names_the_folder_and_both_fixes(folder, tmp_path):
+    from txkit.errors import for_cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError) as caught:
+        TensorSplit(train_split(folder), SIZE, "multiclass", cache=CacheSettings(directory=str(blocker)))
+    line = for_cli(str(caught.value))
+    assert str(blocker / "images") in line and "--cache-dir" in line and "--no-image-cache" in line
+    assert "\n" not in line
+    result = CliRunner().invoke(data_group, ["cache", "imagefolder", "--data-root", str(folder), "--image-size",
+                                             "16", "--cache-dir", str(blocker)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and str(blocker / "images") in errors[0] and "--cache-dir" in errors[0]
+    assert "--no-image-cache" not in errors[0]  # `txkit data cache` builds the cache: no off switch there

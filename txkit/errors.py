@@ -9,6 +9,7 @@ import re
 import warnings
 
 FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+TURN_OFF = re.compile(r"turn off `([a-z][a-z0-9_]*)`")  # a boolean field's fix; the CLI spells it --no-FIELD
 CLI_FLAGS = {"data_options": "--data-option", "colorizer_options": "--colorizer-option"}
 
 
@@ -46,6 +47,7 @@ def warn(message: str) -> None:
 
 
 def for_cli(message: str) -> str:
+    message = TURN_OFF.sub(lambda m: "pass --no-" + m.group(1).replace("_", "-"), message)
     return FIELD.sub(lambda m: CLI_FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-")), message)
 
 

@@ -85,9 +85,10 @@ def cache_command(name, data_root, data_options, image_size, intensity, skip_bad
 def _build_caches(name, data_root, options, image_size, intensity, cache_dir, as_json) -> None:
     from rich.table import Table
 
-    from txkit.data.cache import CacheSettings, open_images
+    from txkit.data.cache import CacheFolderError, CacheSettings, open_images
     from txkit.cli.output import print_table
     from txkit.datasets.intensity import IntensityRule
+    from txkit.errors import DataError
     from txkit.plugins import create
 
     dataset = create("dataset", name, root=data_root, **options)
@@ -99,7 +100,10 @@ def _build_caches(name, data_root, options, image_size, intensity, cache_dir, as
     settings = CacheSettings(enabled=True, directory=cache_dir)
     rows = []
     for split_name, split in dataset.splits.items():
-        store = open_images(split, size, rule, settings, label=f"{dataset.name} {split_name}")
+        try:
+            store = open_images(split, size, rule, settings, label=f"{dataset.name} {split_name}")
+        except CacheFolderError as exc:  # this command builds the cache: turning it off is no fix here
+            raise DataError(exc.message(off_switch=False)) from None
         rows.append({"split": split_name, "images": len(split), "status": store.status if store else "in memory",
                      "key": store.header["key"] if store else None,
                      "bytes": store.header["bytes"] if store else 0})
