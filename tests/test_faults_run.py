@@ -13,6 +13,7 @@ from helpers import make_distribution, pythonpath, run_txkit, tiny_config
 
 from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
+from txkit.training import commit
 from txkit.training import session
 from txkit.data.loader import train_batches
 from txkit.training.engine import Trainer
@@ -247,7 +248,7 @@ class HardCrash(BaseException):
 @pytest.mark.parametrize("crash_at", ["before-checkpoint", "before-rename", "before-best"])
 def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, straight_run, monkeypatch, crash_at):
     cfg, straight = straight_run
-    real_replace, real_save_best = os.replace, Trainer.save_best
+    real_replace, real_write_best, real_write_checkpoint = os.replace, commit.write_best, commit.write_checkpoint
     epochs = {"n": 0}
 
     def replace(src, dst):
@@ -255,21 +256,20 @@ def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, strai
             raise HardCrash
         return real_replace(src, dst)
 
-    def save_checkpoint(self):
-        epochs["n"] = self.state.epoch
-        if crash_at == "before-checkpoint" and self.state.epoch == 2:
+    def write_checkpoint(run_dir, epoch, tensors, state):
+        epochs["n"] = epoch
+        if crash_at == "before-checkpoint" and epoch == 2:
             raise HardCrash
-        return original_save(self)
+        return real_write_checkpoint(run_dir, epoch, tensors, state)
 
-    def save_best(self):
-        if crash_at == "before-best" and self.state.epoch == 1:  # epoch 1 always improves
+    def write_best(run_dir, weights, epoch):
+        if crash_at == "before-best" and epoch == 1:  # epoch 1 always improves
             raise HardCrash
-        return real_save_best(self)
-    original_save = Trainer.save_checkpoint
+        return real_write_best(run_dir, weights, epoch)
     with monkeypatch.context() as patch:
-        patch.setattr("txkit.training.engine.os.replace", replace)
-        patch.setattr(Trainer, "save_checkpoint", save_checkpoint)
-        patch.setattr(Trainer, "save_best", save_best)
+        patch.setattr("txkit.training.commit.os.replace", replace)
+        patch.setattr(commit, "write_checkpoint", write_checkpoint)
+        patch.setattr(commit, "write_best", write_best)
         with pytest.raises(HardCrash):
             session.train(cfg, tmp_path / "broken")
     resumed, summary = session.resume(str(tmp_path / "broken"))
