@@ -1,5 +1,6 @@
 """Faults around a training run: small batches, non-finite values, damaged run files, full disks, crashes
-between an epoch's metrics line and its checkpoint, failed starts and the CLI's safety net."""
+between an epoch's metrics line and its checkpoint (end to end; the protocol itself: test_commit_protocol.py),
+failed starts and the CLI's safety net."""
 
 import errno
 import json
@@ -13,6 +14,7 @@ from helpers import make_distribution, pythonpath, run_txkit, tiny_config
 
 from txkit.errors import TxkitError
 from txkit.training import checkpoint as ckpt
+from txkit.training import commit
 from txkit.training import session
 from txkit.data.loader import train_batches
 from txkit.training.engine import Trainer
@@ -188,96 +190,63 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
 
 
 # --- 5. full disks and crashes inside an epoch's commit -------------------------------------------------
-
-def full_disk_at(monkeypatch, target: str, epoch_reached: int):
-    """Make every write of ``target`` (a file name) fail with ENOSPC once ``epoch_reached`` epochs finished."""
-    tensors = "safetensors" in target
-    original = ckpt.save_file if tensors else storage.atomic_write_bytes
-
-    def failing_save_file(tensors, filename, metadata=None):
-        if target in os.path.basename(filename).lstrip(".") and current["epoch"] >= epoch_reached:
-            with open(filename, "wb") as fh:
-                fh.write(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return original(tensors, filename, metadata=metadata)
-
-    def failing_write(path, data):
-        if os.path.basename(path) == target and current["epoch"] >= epoch_reached:
-            with storage.writing(path) as tmp:
-                with open(tmp, "wb") as fh:
-                    fh.write(data[:10])
-                raise OSError(errno.ENOSPC, "No space left on device")
-        return original(path, data)
-
-    current = {"epoch": 0}
-    train_epoch = Trainer.train_epoch
-
-    def counting(self, epoch, progress, task):
-        current["epoch"] = epoch
-        return train_epoch(self, epoch, progress, task)
-    monkeypatch.setattr(Trainer, "train_epoch", counting)
-    if tensors:
-        monkeypatch.setattr(ckpt, "save_file", failing_save_file)
-    else:
-        monkeypatch.setattr(storage, "atomic_write_bytes", failing_write)
-
-
-@pytest.mark.parametrize("target", ["checkpoint.safetensors.pending", "checkpoint.json", "metrics.jsonl"])
-def test_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path, straight_run,
-                                                                                    monkeypatch, target):
-    cfg, straight = straight_run
-    with monkeypatch.context() as patch:
-        full_disk_at(patch, target, epoch_reached=1)
-        with pytest.raises(TxkitError, match=rf"{target.split('.pending')[0]}.*No space left on device.*last good "
-                                             rf"checkpoint \(epoch 1\) is intact.*--resume"):
-            session.train(cfg, tmp_path / "broken")
-    broken = tmp_path / "broken"
-    assert not [p.name for p in broken.iterdir() if p.name.endswith((".tmp", ".pending"))]
-    assert json.loads((broken / "checkpoint.json").read_text())["loop"]["epoch"] == 1
-    resumed, summary = session.resume(str(broken))
-    assert summary["status"] == "completed" and metric_epochs(resumed) == [1, 2, 3]
-    assert metric_lines(resumed) == metric_lines(straight)
-    assert same_tensors(straight / "model.safetensors", resumed / "model.safetensors")
-
+# Every point of the commit protocol is tested without training in test_commit_protocol.py; here, once, the
+# Trainer and the session around it.
 
 class HardCrash(BaseException):
     """Stands in for SIGKILL: nothing after it runs, no handler sees it."""
 
 
-@pytest.mark.parametrize("crash_at", ["before-checkpoint", "before-rename", "before-best"])
-def test_crash_inside_an_epochs_commit_never_duplicates_an_epoch(tmp_path, straight_run, monkeypatch, crash_at):
+def test_a_kill_inside_an_epochs_commit_resumes_into_the_uninterrupted_run(tmp_path, straight_run, monkeypatch):
+    """Killed after epoch 1's checkpoint.json (committed) and before its rename and best weights: the resume
+    completes the rename, rewrites the best weights from the restored network and trains on, bit for bit."""
     cfg, straight = straight_run
-    real_replace, real_save_best = os.replace, Trainer.save_best
-    epochs = {"n": 0}
+    real_replace = os.replace
 
     def replace(src, dst):
-        if crash_at == "before-rename" and str(src).endswith(".pending") and epochs["n"] == 2:
+        if str(src).endswith(".pending"):
             raise HardCrash
         return real_replace(src, dst)
-
-    def save_checkpoint(self):
-        epochs["n"] = self.state.epoch
-        if crash_at == "before-checkpoint" and self.state.epoch == 2:
-            raise HardCrash
-        return original_save(self)
-
-    def save_best(self):
-        if crash_at == "before-best" and self.state.epoch == 1:  # epoch 1 always improves
-            raise HardCrash
-        return real_save_best(self)
-    original_save = Trainer.save_checkpoint
     with monkeypatch.context() as patch:
-        patch.setattr("txkit.training.engine.os.replace", replace)
-        patch.setattr(Trainer, "save_checkpoint", save_checkpoint)
-        patch.setattr(Trainer, "save_best", save_best)
+        patch.setattr(os, "replace", replace)
         with pytest.raises(HardCrash):
             session.train(cfg, tmp_path / "broken")
-    resumed, summary = session.resume(str(tmp_path / "broken"))
-    assert summary["status"] == "completed"
+    broken = tmp_path / "broken"
+    assert (broken / "checkpoint.safetensors.pending").exists() and not (broken / "model.safetensors").exists()
+    epoch1 = {k[6:]: v for k, v in ckpt.load_tensors(broken / "checkpoint.safetensors.pending").items()
+              if k.startswith("model.")}
+    real_repair, repaired = commit.repair, []
+
+    def repair(run_dir, *args, **kwargs):  # what the resume's repair left, before training goes on
+        real_repair(run_dir, *args, **kwargs)
+        best = run_dir / "model.safetensors"
+        repaired.append((ckpt.tensor_metadata(best), ckpt.load_tensors(best)))
+    monkeypatch.setattr(commit, "repair", repair)
+    resumed, summary = session.resume(str(broken))
+    (metadata, best), = repaired
+    assert metadata == {"epoch": "1"} and best.keys() == epoch1.keys()
+    assert all(torch.equal(best[k], epoch1[k]) for k in best)
+    assert summary["status"] == "completed" and metric_epochs(resumed) == [1, 2, 3]
     assert metric_lines(resumed) == metric_lines(straight)
     assert same_tensors(straight / "model.safetensors", resumed / "model.safetensors")
     assert same_tensors(straight / "checkpoint.safetensors", resumed / "checkpoint.safetensors")
     assert not [p.name for p in resumed.iterdir() if p.name.endswith((".tmp", ".pending"))]
+
+
+def test_a_full_disk_mid_run_is_one_line_naming_the_last_good_epoch_and_the_resume_command(tmp_path, tiny_cfg,
+                                                                                          monkeypatch):
+    real_write_json = storage.write_json
+
+    def write_json(path, obj):
+        if os.path.basename(path) == "checkpoint.json" and obj["loop"]["epoch"] == 2:
+            with storage.writing(path):
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_json(path, obj)
+    monkeypatch.setattr(storage, "write_json", write_json)
+    with pytest.raises(TxkitError, match=r"checkpoint\.json: cannot write \(No space left on device\); the last "
+                                         r"good checkpoint \(epoch 1\) is intact: .*txkit train --resume"):
+        session.train(tiny_cfg(epochs=2), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_run"] == 1
 
 
 # --- 6. the run directory --------------------------------------------------------------------------------

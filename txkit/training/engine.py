@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +15,10 @@ from txkit.training.feature_cache import FeatureCache
 from txkit.plugins import create
 from txkit.strategies import Strategy
 from txkit.training import checkpoint as ckpt
-from txkit.training import ddp, distributed
+from txkit.training import commit, ddp, distributed
 from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.config import TrainConfig
+from txkit.training.commit import RESUME_FIX, CheckpointError
 from txkit.data.loader import TensorSplit, cache_settings, input_rule, train_batches
 from txkit.data.splits import check_nonempty, fraction_indices, label_strata
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
@@ -30,18 +29,11 @@ from txkit.data.splits import resampling_groups
 from txkit.rundir import save_predictions
 from txkit.training.runtime import Runtime
 from txkit.training.optim import make_optimizer, make_scheduler, param_groups, phase_settings
-from txkit import storage
 from txkit.rundir import RunDir
-
-RESUME_FIX = "delete the run directory and train again"
 
 
 class NonFiniteLoss(TxkitError):
     """The loss, a gradient or a prediction stopped being finite; the run keeps its last committed epoch."""
-
-
-class CheckpointError(TxkitError):
-    """A run's resumable state is missing or damaged."""
 
 
 @dataclass
@@ -209,25 +201,22 @@ class Trainer:
         return "completed"
 
     def commit_epoch(self, line: dict, improved: bool) -> None:
-        """Write the epoch's metrics line, then its checkpoint: the checkpoint is the commit point, so a
-        resume after a crash anywhere in here redoes the epoch and drops its metrics line."""
+        """Commit the epoch (txkit.training.commit): its metrics line, then its checkpoint, the commit point,
+        then the best weights; ``state.epoch`` counts it once its checkpoint is in place."""
         if not distributed.is_main():  # under torchrun only process 0 writes the run directory
             self.state.epoch += 1
             return
-        storage.append_jsonl(self.run_dir / RunDir.METRICS, line)
-        self.logs.metrics_table(self.run_dir)
+        epoch = self.state.epoch + 1
+        tensors, state = self.checkpoint_state(epoch)
+        commit.commit(self.run_dir, epoch, line, tensors, state, self.net.state_dict() if improved else None,
+                      self.state.best_epoch, metrics_table=self.logs.metrics_table,
+                      on_checkpoint=self._count_epoch)
+
+    def _count_epoch(self) -> None:
         self.state.epoch += 1
-        try:
-            self.save_checkpoint()
-        except BaseException:
-            self.state.epoch -= 1
-            raise
-        if improved:
-            self.save_best()
 
     def save_best(self) -> None:
-        ckpt.save_tensors(self.run_dir / RunDir.WEIGHTS, self.net.state_dict(),
-                          metadata={"epoch": str(self.state.best_epoch)})
+        commit.write_best(self.run_dir, self.net.state_dict(), self.state.best_epoch)
 
     def train_epoch(self, epoch: int, progress, task) -> tuple[float, float]:
         self.net.train()
@@ -351,59 +340,31 @@ class Trainer:
         self.net.set_trainable(grown)
 
     # --- checkpoints ------------------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        """Tensors first (to a side file), then checkpoint.json naming them by token, then the rename.
-
-        checkpoint.json is the commit point: a crash before it leaves the previous checkpoint in force, a
-        crash after it is completed by ``load_checkpoint`` (see ``committed_tensors``).
-        """
+    def checkpoint_state(self, epoch: int) -> tuple[dict[str, torch.Tensor], dict]:
+        """The tensors and checkpoint.json state that resume this run after ``epoch`` epochs."""
         tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
         optimizer = ckpt.split_tensors(self.optimizer.state_dict(), "optimizer", tensors)
         scheduler = ckpt.split_tensors(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None
-        token = f"{self.state.epoch}-{uuid.uuid4().hex}"
-        pending = self.run_dir / (RunDir.CHECKPOINT + PENDING)
-        ckpt.save_tensors(pending, tensors, metadata={"token": token})
-        try:
-            storage.write_json(self.run_dir / RunDir.CHECKPOINT_STATE,
-                            {"loop": self.state.__dict__, "optimizer": optimizer, "scheduler": scheduler,
-                             "grad_scaler": self.scaler.state_dict(), "tensors_token": token})
-        except storage.WriteError:
-            pending.unlink(missing_ok=True)  # not committed: the previous checkpoint stays in force
-            raise
-        os.replace(pending, self.run_dir / RunDir.CHECKPOINT)
+        return tensors, {"loop": {**self.state.__dict__, "epoch": epoch}, "optimizer": optimizer,
+                         "scheduler": scheduler, "grad_scaler": self.scaler.state_dict()}
 
-    def load_checkpoint(self, saved: dict) -> None:
-        """Restore the committed state ``read_checkpoint`` returned."""
-        tensors = ckpt.load_tensors(committed_tensors(self.run_dir, saved), fix=RESUME_FIX)
+    def load_checkpoint(self, saved: commit.Committed) -> None:
+        """Restore the committed state ``commit.read`` returned, then (process 0) repair what a crash left."""
         try:
-            self.state = LoopState(**saved["loop"])
-            self.net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            self.state = LoopState(**saved.state["loop"])
+            self.net.load_state_dict({k[6:]: v for k, v in saved.tensors.items() if k.startswith("model.")})
             self._make_optimizer(self.state.phase)
-            self.optimizer.load_state_dict(ckpt.join_tensors(saved["optimizer"], tensors))
-            if self.scheduler is not None and saved["scheduler"] is not None:
-                self.scheduler.load_state_dict(ckpt.join_tensors(saved["scheduler"], tensors))
-            if saved.get("grad_scaler"):
-                self.scaler.load_state_dict(saved["grad_scaler"])
+            self.optimizer.load_state_dict(ckpt.join_tensors(saved.state["optimizer"], saved.tensors))
+            if self.scheduler is not None and saved.state["scheduler"] is not None:
+                self.scheduler.load_state_dict(ckpt.join_tensors(saved.state["scheduler"], saved.tensors))
+            if saved.state.get("grad_scaler"):
+                self.scaler.load_state_dict(saved.state["grad_scaler"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{self.run_dir / RunDir.CHECKPOINT_STATE}: does not match this run's model or "
                                   f"optimizer ({type(exc).__name__}); {RESUME_FIX}") from None
-        self._repair_after_crash()
-
-    def _repair_after_crash(self) -> None:
-        """Drop metrics lines of an uncommitted epoch and rewrite a best checkpoint a crash cut short."""
-        if not distributed.is_main():  # under torchrun process 0 repairs the files, before the others read them
-            return
-        lines = storage.read_jsonl(self.run_dir / RunDir.METRICS)
-        kept = [line for line in lines if line.get("epoch", 0) <= self.state.epoch]
-        if len(kept) != len(lines) or not (self.run_dir / RunDir.METRICS).exists():
-            storage.write_jsonl(self.run_dir / RunDir.METRICS, kept)
-            self.logs.metrics_table(self.run_dir)
-        # The best weights are written after their epoch's commit; a crash in between leaves them to redo.
-        best_now = self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
-        if best_now and ckpt.tensor_metadata(self.run_dir / RunDir.WEIGHTS).get("epoch") != str(self.state.epoch):
-            self.save_best()
-        storage.remove_stale_temps(self.run_dir)
-        (self.run_dir / (RunDir.CHECKPOINT + PENDING)).unlink(missing_ok=True)
+        if distributed.is_main():  # under torchrun process 0 repairs the files, before the others read them
+            commit.repair(self.run_dir, self.state.epoch, self.state.best_epoch, self.save_best,
+                          metrics_table=self.logs.metrics_table)
 
     def test_metrics(self) -> dict | None:
         distributed.barrier()  # under torchrun: process 0 has written the best weights
@@ -417,34 +378,6 @@ class Trainer:
         if distributed.is_main():
             save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
         return metrics
-
-
-PENDING = ".pending"
-
-
-def read_checkpoint(run_dir: Path) -> dict | None:
-    """The committed resumable state of a run, or None when no epoch was committed."""
-    path = Path(run_dir) / RunDir.CHECKPOINT_STATE
-    if not path.exists():
-        return None
-    saved = storage.read_json(path, RESUME_FIX)
-    if not isinstance(saved, dict) or not isinstance(saved.get("loop"), dict) or "optimizer" not in saved:
-        raise CheckpointError(f"{path}: incomplete (no loop or optimizer state); {RESUME_FIX}")
-    return saved
-
-
-def committed_tensors(run_dir: Path, saved: dict) -> Path:
-    """The tensors file checkpoint.json committed: checkpoint.safetensors, or the pending file a crash left
-    just before its rename (then the rename is completed here)."""
-    final, pending = Path(run_dir) / RunDir.CHECKPOINT, Path(run_dir) / (RunDir.CHECKPOINT + PENDING)
-    token = saved.get("tensors_token")
-    if token is None or ckpt.tensor_metadata(final).get("token") == token:
-        return final  # runs written before tokens existed have none
-    if ckpt.tensor_metadata(pending).get("token") == token:
-        os.replace(pending, final)
-        return final
-    problem = "missing" if not final.exists() else "not the one checkpoint.json committed (damaged or replaced)"
-    raise CheckpointError(f"{final}: {problem}; {RESUME_FIX}")
 
 
 def horizontal_flip(x: torch.Tensor) -> torch.Tensor:

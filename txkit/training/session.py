@@ -17,10 +17,10 @@ from txkit import __version__, rundir, storage
 from txkit.colorizers import inputs
 from txkit.errors import TxkitError
 from txkit.rundir import RunDir
-from txkit.training import distributed
+from txkit.training import commit, distributed
 from txkit.training.build import resolved_weights
 from txkit.config import TrainConfig
-from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary, read_checkpoint
+from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary
 
 FINISHED = ("completed", "early-stopped")
 
@@ -88,7 +88,7 @@ def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
         raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
                          f"lower `lr`")
     distributed.check_resume(run, recorded.get("distributed"))
-    saved = read_checkpoint(run)
+    saved = commit.read(run)  # completes a rename that checkpoint.json committed
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         if distributed.is_main():
             (run / RunDir.METRICS).unlink(missing_ok=True)
