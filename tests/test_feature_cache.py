@@ -169,3 +169,19 @@ def test_channels_last_only_on_cuda_and_compile_failure_is_one_line(tiny_cfg, tm
         session.train(trainer_cfg, tmp_path / "run")
     message = str(err.value)
     assert "`compile`" in message and "data-dependent branch" in message and "\n" not in message
+
+
+def test_a_resumed_run_caches_features_as_the_uninterrupted_run_does(tiny_cfg, tmp_path):
+    """The cache is given the loop's state by name: a resume restores that object in place, so the cache sees
+    the restored phase and trainable stages (not an empty state that says nothing trains)."""
+    from txkit.training import commit
+
+    cfg = cfg_for(tiny_cfg, strategy="last-layer", epochs=1)
+    run_dir, summary = session.train(cfg, tmp_path / "run")
+    assert summary["feature_cache"]["phases"][0]["used"]
+    trainer = Trainer(cfg.replace(epochs=2), load_weights=False)
+    trainer.run_dir = run_dir
+    trainer.load_checkpoint(commit.read(run_dir))
+    assert trainer.feature_cache.state is trainer.state and trainer.state.epoch == 1
+    assert trainer.feature_cache.prepare(1)  # the resumed epoch trains from cached features
+    assert trainer.feature_cache.summary()["phases"][0]["trainable"] == ["fc"]

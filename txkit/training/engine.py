@@ -351,7 +351,8 @@ class Trainer:
     def load_checkpoint(self, saved: commit.Committed) -> None:
         """Restore the committed state ``commit.read`` returned, then (process 0) repair what a crash left."""
         try:
-            self.state = LoopState(**saved.state["loop"])
+            # in place: the feature cache (and anything else given the loop's state) holds this object
+            vars(self.state).update(vars(LoopState(**saved.state["loop"])))
             self.net.load_state_dict({k[6:]: v for k, v in saved.tensors.items() if k.startswith("model.")})
             self._make_optimizer(self.state.phase)
             self.optimizer.load_state_dict(ckpt.join_tensors(saved.state["optimizer"], saved.tensors))
