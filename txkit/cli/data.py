@@ -9,6 +9,7 @@ import click
 
 from txkit.cli.group import TxkitGroup
 from txkit.cli.options import complete_names, parse_key_values
+from txkit.storage import human_bytes
 
 
 @click.group("data", cls=TxkitGroup)
@@ -151,14 +152,6 @@ def _clear_caches(root, older_than, as_json: bool) -> None:
         return
     age = f" older than {older_than:g} day(s)" if older_than is not None else ""
     click.echo(f"removed {removed} image cache(s){age} ({human_bytes(freed)}) from {root / 'images'}")
-
-
-def human_bytes(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
 
 
 def print_report(report: dict) -> None:

@@ -124,7 +124,8 @@ def _run(trainer: Trainer, console: Console) -> dict:
         status = "non-finite-loss"
         raise
     except storage.WriteError as exc:
-        raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: free space and "
+        fix = "free space" if exc.no_space else f"make {trainer.run_dir} writable"
+        raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: {fix} and "
                          f"continue with {distributed.resume_command(trainer.run_dir)}") from None
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted after {trainer.state.epoch} finished epoch(s); continue with: "
