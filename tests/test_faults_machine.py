@@ -29,6 +29,7 @@ from txkit.data import cache as image_cache
 from txkit.data.cache import CacheSettings
 from txkit.data.loader import TensorSplit
 from txkit.errors import DataError, TxkitError
+from txkit.experiments.state import ExperimentState, StateError
 from txkit.training import checkpoint as ckpt
 from txkit.training import feature_cache as features
 from txkit.training import session
@@ -225,5 +226,88 @@ def test_a_phase_whose_spill_finds_a_full_disk_trains_without_the_cache(tmp_path
               (d / "metrics.jsonl").read_text().splitlines()] for d in (on_dir, off_dir)]
     assert lines[0] == lines[1]  # exactly the uncached run
     assert (on_dir / "model.safetensors").read_bytes() == (off_dir / "model.safetensors").read_bytes()
+
+
+# --- experiments: state.json, names too long ---------------------------------------------------------------------
+
+EXPERIMENT = """
+[experiment]
+name = "tiny"
+
+[defaults]
+backbone = "timm/test_resnet"
+weights = "none"
+epochs = 1
+batch_size = 32
+device = "cpu"
+data_options = { per_class = 3, size = 16 }
+
+[target]
+dataset = "synthetic-dld"
+
+[grid]
+strategies = ["full"]
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_experiment(module_tmp):
+    """An experiment of one finished run, made once; tests copy its directory."""
+    from txkit.experiments.runner import run_experiment
+
+    folder = module_tmp("experiment")
+    spec = folder / "tiny.toml"
+    spec.write_text(EXPERIMENT)
+    root, counts = run_experiment(spec, folder / "exp", console=quiet()[0])
+    assert counts == {"done": 1}
+    return spec, root
+
+
+@pytest.mark.parametrize("name, garbage", [("state.json", '{"runs": {"full-r1-s0'), ("state.json", ""),
+                                           ("state.json", '{"runs": [1, 2]}'), ("state.json", "[]"),
+                                           ("plan.json", '{"experiment": "tiny", "ru'), ("plan.json", "{}")])
+def test_a_damaged_state_or_plan_is_one_line_and_experiment_run_rebuilds_it(finished_experiment, tmp_path,
+                                                                            monkeypatch, name, garbage):
+    from txkit.experiments.runner import run_experiment
+
+    spec, finished = finished_experiment
+    root = tmp_path / "exp"
+    shutil.copytree(finished, root)
+    (root / name).write_text(garbage)
+    for command in ("status", "report"):
+        result = cli("experiment", command, str(root))
+        assert_one_line_error(result, str(root / name), "txkit experiment run", f"--out {root}")
+        no_bug(result)
+    trained = []
+    monkeypatch.setattr(Trainer, "train_epoch", lambda *a: trained.append(a) or (0.0, 0.0))
+    root, counts = run_experiment(spec, root, console=quiet()[0])
+    assert counts == {"done": 1} and not trained  # the finished run was found again, not trained again
+    assert ExperimentState.load(root).runs  # readable files again
+    assert cli("experiment", "status", str(root)).returncode == 0
+
+
+def test_state_json_is_not_rebuilt_where_only_read(tmp_path):
+    (tmp_path / "state.json").write_text("{")
+    with pytest.raises(StateError):
+        ExperimentState.load(tmp_path)
+    assert (tmp_path / "state.json").read_text() == "{"
+
+
+def test_an_experiment_run_name_too_long_is_one_line_before_anything_trains(tmp_path, monkeypatch):
+    spec = tmp_path / "long.toml"
+    spec.write_text(EXPERIMENT.replace('strategies = ["full"]',
+                                       f'strategies = [{{ name = "{"x" * 260}", strategy = "full" }}]'))
+    monkeypatch.setattr(Trainer, "train_epoch", lambda *a: pytest.fail("trained"))
+    result = cli("experiment", "run", str(spec), "--out", str(tmp_path / "exp"))
+    assert_one_line_error(result, "the name is", "more than the file system", "shorter name")
+    no_bug(result)
+
+
+def test_an_experiment_file_that_is_not_text_is_one_line(tmp_path):
+    spec = tmp_path / "binary.toml"
+    spec.write_bytes(b"\xff\xfe[experiment]\n")
+    result = cli("experiment", "run", str(spec))
+    assert_one_line_error(result, str(spec), "not UTF-8 text")
+    no_bug(result)
 
 
