@@ -228,6 +228,173 @@ def test_a_phase_whose_spill_finds_a_full_disk_trains_without_the_cache(tmp_path
     assert (on_dir / "model.safetensors").read_bytes() == (off_dir / "model.safetensors").read_bytes()
 
 
+# --- 2. a loader worker killed, memory exhausted ---------------------------------------------------------------
+
+def test_a_loader_worker_killed_by_the_oom_killer_is_one_line_and_the_run_resumes(tmp_path, tiny_cfg, monkeypatch):
+    """A real worker process SIGKILLs itself in the second epoch (as the OOM killer does); DataLoader's own
+    RuntimeError becomes one line naming `num_workers` and `batch_size`, and the run resumes."""
+    marker = tmp_path / "kill-now"
+    original_getitems, original_commit = TensorSplit.__getitems__, Trainer.commit_epoch
+
+    def getitems(self, indices):
+        if torch.utils.data.get_worker_info() is not None and marker.exists():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original_getitems(self, indices)
+
+    def commit_epoch(self, line, improved):
+        original_commit(self, line, improved)
+        marker.touch()  # the workers forked for epoch 1 see it from now on
+    monkeypatch.setattr(TensorSplit, "__getitems__", getitems)
+    monkeypatch.setattr(Trainer, "commit_epoch", commit_epoch)
+    cfg = tiny_cfg(**SMALL, epochs=2, num_workers=1, feature_cache=False)
+    with pytest.raises(TxkitError) as caught:
+        session.train(cfg, tmp_path / "run")
+    message = str(caught.value)
+    # torch says "is killed by signal: Killed" or, when its SIGCHLD handler is not the one to notice,
+    # "exited unexpectedly"
+    assert "\n" not in message and message.startswith("a data loader worker process ")
+    assert "killed by the system's out-of-memory killer" in message
+    assert "`num_workers`" in message and "`batch_size`" in message
+    assert f"txkit train --resume {tmp_path / 'run'}" in message and "epoch 1, is intact" in message
+    marker.unlink()
+    monkeypatch.setattr(Trainer, "commit_epoch", original_commit)
+    _, summary = session.resume(str(tmp_path / "run"))
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2
+
+
+def test_a_killed_worker_at_the_cli_is_one_line_without_txkit_bug(tmp_path, monkeypatch):
+    def killed(self, epoch, progress, task):
+        raise RuntimeError(KILLED)
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+    result = cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "worker", "--num-workers", "--batch-size", "--resume")
+    no_bug(result)
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 14.1 GiB for an array with shape (60000, 60000)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 14745600000 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_memory_exhausted_while_a_batch_is_made_is_one_line(tmp_path, monkeypatch, error):
+    def allocation_fails(self, indices):
+        raise error
+    monkeypatch.setattr(TensorSplit, "__getitems__", allocation_fails)
+    result = cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"))
+    line = assert_one_line_error(result, "out of memory", "--batch-size", "--image-size", "--resume")
+    assert type(error).__name__ in line
+    no_bug(result)
+
+
+def test_memory_exhausted_outside_a_run_is_still_one_line(monkeypatch):
+    def allocation_fails(cfg, num_classes):
+        raise MemoryError()
+    monkeypatch.setattr("txkit.training.inspection.inspect_model", allocation_fails)
+    result = cli("inspect", "--num-classes", "2")
+    assert_one_line_error(result, "out of memory", "--batch-size")
+    no_bug(result)
+
+
+def test_a_library_error_raised_in_a_worker_prints_its_own_line_not_the_workers_traceback(monkeypatch):
+    from torch._utils import ExceptionWrapper
+
+    def in_worker(cfg, num_classes):
+        try:
+            raise DataError("/data/x.png: not an image; remove it or pass `skip_bad_images`")
+        except DataError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+    monkeypatch.setattr("txkit.training.inspection.inspect_model", in_worker)
+    result = cli("inspect", "--num-classes", "2")
+    line = assert_one_line_error(result, "/data/x.png", "--skip-bad-images")
+    assert line == "Error: /data/x.png: not an image; remove it or pass --skip-bad-images"
+
+
+# --- 2. tensorboard, the run folder, names too long -------------------------------------------------------------
+
+def test_a_tensorboard_install_that_fails_with_oserror_is_one_line(tmp_path, monkeypatch):
+    broken = types.ModuleType("torch.utils.tensorboard")
+
+    def module_getattr(name):  # what a broken install does at `from torch.utils.tensorboard import SummaryWriter`
+        raise OSError("libprotobuf.so.32: cannot open shared object file")
+    broken.__getattr__ = module_getattr
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", broken)
+    result = cli("train", *TINY, "--epochs", "1", "--log", "tensorboard", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "tensorboard", "OSError", "--log none", "pip install --force-reinstall tensorboard")
+    no_bug(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_weights_download_folder_that_cannot_be_made_names_torch_home(tmp_path):
+    from txkit.backbones import hub
+    from txkit.errors import WeightsError
+
+    blocker = tmp_path / "hub"
+    blocker.write_text("a file where TORCH_HOME's folder should be")
+    with pytest.raises(WeightsError, match=rf"{blocker / 'checkpoints'}: cannot create the download folder .*"
+                                           r"set TORCH_HOME to a writable folder"):
+        hub.download("https://example.org/w.pth", blocker / "checkpoints" / "w.pth", what="ImageNet weights")
+
+
+def test_an_out_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    for out in (tmp_path / ("a" * 300), tmp_path / ("a" * 300) / "run"):
+        result = cli("train", *TINY, "--epochs", "1", "--out", str(out))
+        assert_one_line_error(result, "--out", "File name too long", "choose a shorter --out")
+        no_bug(result)
+
+
+@pytest.mark.parametrize("code, fix", [(errno.EACCES, "choose a folder you may write as --out"),
+                                       (errno.EROFS, "choose a folder on a writable file system as --out")])
+def test_a_run_folder_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, code, fix):
+    original = Path.mkdir
+
+    def refused(self, *args, **kwargs):
+        if self.name == "run":
+            raise OSError(code, os.strerror(code), str(self))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", refused)
+    result = cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "--out", str(tmp_path / "run"), os.strerror(code), fix)
+    no_bug(result)
+
+
+def test_an_empty_run_folder_that_refuses_writes_is_one_line_and_is_kept(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".keep").write_text("mine")  # an empty folder may hold dot files: they are not txkit's to delete
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(storage.tempfile, "mkstemp", read_only)
+    result = cli("train", *TINY, "--epochs", "1", "--out", str(out))
+    assert_one_line_error(result, str(out / "config.json"), "Read-only file system",
+                          "choose a writable folder as --out")
+    no_bug(result)
+    assert sorted(p.name for p in out.iterdir()) == [".keep"] and (out / ".keep").read_text() == "mine"
+
+
+def test_an_unreadable_out_folder_is_one_line(tmp_path, monkeypatch):
+    original = Path.iterdir
+
+    def refused(self):
+        if self.name == "run":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return original(self)
+    (tmp_path / "run").mkdir()
+    monkeypatch.setattr(Path, "iterdir", refused)
+    result = cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "--out", "Permission denied")
+    no_bug(result)
+
+
+def test_a_machine_oserror_anywhere_names_the_file_and_the_fix_not_a_bug(monkeypatch):
+    def refused(cfg, num_classes):
+        raise PermissionError(errno.EACCES, "Permission denied", "/opt/models/resnet18.pth")
+    monkeypatch.setattr("txkit.training.inspection.inspect_model", refused)
+    result = cli("inspect", "--num-classes", "2")
+    assert_one_line_error(result, "/opt/models/resnet18.pth", "Permission denied", "choose another path")
+    no_bug(result)
+
+
 # --- experiments: state.json, names too long ---------------------------------------------------------------------
 
 EXPERIMENT = """
@@ -311,3 +478,29 @@ def test_an_experiment_file_that_is_not_text_is_one_line(tmp_path):
     no_bug(result)
 
 
+# --- 3. the crash report goes where the cache is configured ------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["env", "option"])
+def test_the_crash_report_goes_under_the_configured_cache_folder(tmp_path, monkeypatch, where):
+    def buggy(*args, **kwargs):
+        return {}["missing"]
+    monkeypatch.setattr(session, "train", buggy)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TXKIT_CACHE_DIR", str(tmp_path / "env"))
+    extra = ["--cache-dir", str(tmp_path / "option")] if where == "option" else []
+    result = cli("train", *TINY, "--epochs", "1", *extra)
+    line = assert_one_line_error(result, "KeyError", "txkit bug")
+    report = next((tmp_path / where / "crashes").glob("txkit-crash-*.txt"))
+    assert str(report) in line and "KeyError" in report.read_text()
+    assert not (tmp_path / "xdg").exists() and (where == "env" or not (tmp_path / "env").exists())
+
+
+def test_the_crash_report_of_data_cache_honours_its_cache_dir(tmp_path, monkeypatch):
+    def buggy(*args, **kwargs):
+        return {}["missing"]
+    monkeypatch.setattr("txkit.data.cache.list_caches", buggy)
+    monkeypatch.delenv("TXKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    result = cli("data", "cache", "--list", "--cache-dir", str(tmp_path / "mine"))
+    line = assert_one_line_error(result, "txkit bug")
+    assert str(tmp_path / "mine" / "crashes") in line

@@ -337,6 +337,7 @@ def test_an_unexpected_exception_is_one_line_naming_the_traceback_file(tmp_path,
         return {}["missing"]
     monkeypatch.setattr("txkit.training.inspection.inspect_model", buggy)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TXKIT_CACHE_DIR", raising=False)  # the default cache folder (test_faults_machine: the others)
     monkeypatch.delenv("TXKIT_DEBUG", raising=False)
     result = CliRunner().invoke(build_cli(), ["inspect", "--num-classes", "2"])
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
