@@ -213,8 +213,8 @@ def test_a_phase_whose_spill_finds_a_full_disk_trains_without_the_cache(tmp_path
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "posix_fallocate", full)
-    console, out = quiet()
-    on_dir, on = session.train(cfg, tmp_path / "on", console)
+    out = io.StringIO()
+    on_dir, on = session.train(cfg, tmp_path / "on", Console(file=out, width=80))  # a narrow terminal
     assert on["status"] == "completed"
     phase = on["feature_cache"]["phases"][0]
     assert not phase["used"] and phase["reason"].startswith(f"no room on disk ({on_dir}: cannot hold")

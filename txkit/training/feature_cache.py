@@ -33,9 +33,10 @@ from txkit.training.netsplit import NetSplit, trace_split, verify_split
 RAM_LIMIT_BYTES = 2 * 1024**3  # and at most RAM_FRACTION of the available memory; beyond: a memory-mapped file
 RAM_FRACTION = 0.25
 PROBE_IMAGES = 4
-# Free space a spill leaves in the run directory, in copies of the network's state: the next checkpoint (the
-# weights and up to two optimizer moments) is written beside the last one, and the best weights beside theirs.
-CHECKPOINT_COPIES = 4
+# Free space a spill leaves in the run directory, in copies of the network's state: a checkpoint holds the
+# weights and up to two optimizer moments (3), the next one is written beside it (6), and the best weights
+# beside theirs (8).
+CHECKPOINT_COPIES = 8
 __all__ = ["FeatureCache", "FeatureStore", "NetSplit", "SpillError", "distributed", "trace_split", "verify_split"]
 ESTIMATE = "measured prefix forward time per image x prefix forwards the cache avoided, minus extra ones it made"
 

@@ -135,8 +135,10 @@ def _run(trainer: Trainer, console: Console) -> dict:
         raise
     except storage.WriteError as exc:
         fix = "free space" if exc.no_space else f"make {trainer.run_dir} writable"
-        raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: {fix} and "
-                         f"continue with {distributed.resume_command(trainer.run_dir)}") from None
+        kept = f"the last good checkpoint (epoch {trainer.state.epoch}) is intact" if trainer.state.epoch else \
+            "no epoch had finished, so the run starts over"
+        raise TxkitError(f"{exc}; {kept}: {fix} and continue with {distributed.resume_command(trainer.run_dir)}") \
+            from None
     except (RuntimeError, MemoryError) as exc:
         fault = machine_fault(trainer, exc)
         if fault is None:
