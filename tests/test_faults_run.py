@@ -243,8 +243,9 @@ def test_a_full_disk_mid_run_is_one_line_naming_the_last_good_epoch_and_the_resu
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_write_json(path, obj)
     monkeypatch.setattr(storage, "write_json", write_json)
-    with pytest.raises(TxkitError, match=r"checkpoint\.json: cannot write \(No space left on device\); the last "
-                                         r"good checkpoint \(epoch 1\) is intact: .*txkit train --resume"):
+    with pytest.raises(TxkitError, match=r"checkpoint\.json: cannot write \(No space left on device; free space in "
+                                         r".*, .* is free\); the last good checkpoint \(epoch 1\) is intact: "
+                                         r".*txkit train --resume"):
         session.train(tiny_cfg(epochs=2), tmp_path / "run")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_run"] == 1
 
@@ -306,6 +307,7 @@ def test_an_unexpected_exception_is_one_line_naming_the_traceback_file(tmp_path,
         return {}["missing"]
     monkeypatch.setattr("txkit.training.inspection.inspect_model", buggy)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TXKIT_CACHE_DIR", raising=False)  # the default cache folder (test_faults_machine: the others)
     monkeypatch.delenv("TXKIT_DEBUG", raising=False)
     result = CliRunner().invoke(build_cli(), ["inspect", "--num-classes", "2"])
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]

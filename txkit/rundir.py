@@ -9,6 +9,7 @@ statistics need no model: plain numpy, no pickles).
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import re
@@ -114,13 +115,31 @@ def new_run_dir(cfg, out: str | None) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TxkitError(f"`out` {path}: cannot create the run directory ({exc.strerror or exc}); choose "
-                         f"another `out`") from None
+        raise out_error(path, "cannot create the run directory", exc) from None
     return path
+
+
+OUT_FIXES = {errno.ENAMETOOLONG: "choose a shorter `out`", errno.EACCES: "choose a folder you may write as `out`",
+             errno.EPERM: "choose a folder you may write as `out`",
+             errno.EROFS: "choose a folder on a writable file system as `out`",
+             errno.ENOSPC: "free space or choose another `out`"}
+
+
+def out_error(path: Path, doing: str, exc: OSError) -> TxkitError:
+    """One line naming `out` for a run directory the file system refuses (a name too long, no permission)."""
+    return TxkitError(f"`out` {path}: {doing} ({exc.strerror or exc}); "
+                      f"{OUT_FIXES.get(exc.errno, 'choose another `out`')}")
 
 
 def check_new_run_dir(path: Path) -> None:
     """``--out`` must be a new or empty folder (checked before any work starts)."""
+    try:
+        _check_new_run_dir(path)
+    except OSError as exc:  # a name too long, a folder that may not be read
+        raise out_error(path, "cannot be used as a run directory", exc) from None
+
+
+def _check_new_run_dir(path: Path) -> None:
     if (path / RunDir.CONFIG).exists():
         raise TxkitError(f"`out` {path}: already holds a run; pass --resume {path} to continue it or choose "
                          f"another `out`")

@@ -9,9 +9,11 @@ restored on reading. Tensors (safetensors) are :mod:`txkit.training.checkpoint`,
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,21 @@ class NotARunError(TxkitError):
     """A folder that is not (or no longer) a readable txkit run directory."""
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
 class WriteError(TxkitError):
-    """A file of a run could not be written (disk full, permissions); nothing half-written is left."""
+    """A file of a run could not be written (disk full, permissions); nothing half-written is left.
+    ``no_space``: the disk (or the quota) was full, so freeing space is the fix, not permissions."""
+
+    def __init__(self, message: str, no_space: bool = False):
+        super().__init__(message)
+        self.no_space = no_space
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    with writing(path) as tmp:
+    with writing(path, size=len(data)) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -41,16 +51,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class writing:
-    """A temporary file beside ``path``, removed on any failure; OSError becomes a one-line WriteError."""
+    """A temporary file beside ``path``, removed on any failure; OSError becomes a one-line WriteError, which
+    on a full disk names the folder and the ``size`` (bytes) the file needs."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, size: int | None = None):
+        self.path, self.size = Path(path), size
 
     def __enter__(self) -> str:
         try:
             fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX)
         except OSError as exc:
-            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            raise self._error(exc.strerror or str(exc), exc.errno in NO_SPACE) from None
         os.close(fd)
         os.chmod(self.tmp, 0o666 & ~umask())  # mkstemp makes 0600; a run's files get the usual mode
         return self.tmp
@@ -60,10 +71,63 @@ class writing:
             return False
         Path(self.tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            raise self._error(exc.strerror or str(exc), exc.errno in NO_SPACE) from None
         if type(exc).__name__ == "SafetensorError":  # safetensors reports its own I/O errors (a full disk) so
-            raise WriteError(f"{self.path}: cannot write ({first_line(exc)})") from None
+            text = first_line(exc)  # its Rust io::Error, e.g. "Os { code: 28, kind: StorageFull, ... }"
+            raise self._error(text, any(word in text for word in SAFETENSORS_NO_SPACE)) from None
         return False
+
+    def _error(self, reason: str, no_space: bool) -> WriteError:
+        if not no_space:
+            return WriteError(f"{self.path}: cannot write ({reason})")
+        return WriteError(f"{self.path}: cannot write ({reason}; {space_needed(self.path.parent, self.size)})",
+                          no_space=True)
+
+
+SAFETENSORS_NO_SPACE = ("StorageFull", "QuotaExceeded", "No space left", "code: 28", "code: 122")
+
+
+def free_bytes(folder: Path) -> int | None:
+    """The bytes an unprivileged process may still write in ``folder`` (statvfs), None when unknown."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def space_needed(folder: Path, size: int | None) -> str:
+    """``FOLDER needs 1.2 GiB free for it, 300.0 MiB is free``: the clause a full disk's message ends with."""
+    free = free_bytes(folder)
+    needs = f"{folder} needs {human_bytes(size)} free for it" if size is not None else f"free space in {folder}"
+    return needs + (f", {human_bytes(free)} is free" if free is not None else "")
+
+
+def reserve(fd: int, size: int) -> None:
+    """Give the open file ``fd`` its ``size`` bytes of disk now, so that a full disk is an OSError (ENOSPC)
+    here and not a SIGBUS later, when a memory map of the file writes to a page the disk has no room for (the
+    page cache reports no error: the kernel kills the process). ``posix_fallocate`` reserves the blocks; where
+    the platform or the file system has none, the zeros are written."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+    chunk = bytes(min(size, 16 * 2**20))
+    os.lseek(fd, 0, os.SEEK_SET)
+    left = size
+    while left:
+        left -= os.write(fd, chunk[:left])
+    os.fsync(fd)
+
+
+def human_bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
 
 
 def umask() -> int:

@@ -40,7 +40,11 @@ def torchvision_imagenet_state(name: str) -> dict:
 def download(url: str, target: Path, what: str) -> None:
     import torch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"{target.parent}: cannot create the download folder for {what} ({exc.strerror or exc}); "
+                           f"set TORCH_HOME to a writable folder, or pass `weights` PATH or `weights` none") from None
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             torch.hub.download_url_to_file(url, str(target), progress=True)

@@ -10,6 +10,7 @@ import typing
 import annotated_types
 import click
 
+from txkit.cli.group import remember_cache_dir
 from txkit.cli.options import complete_names, parse_key_values
 from txkit.config import TrainConfig, field_flag
 
@@ -59,6 +60,8 @@ def _option_kwargs(name: str) -> dict:
         kwargs["metavar"] = extra.get("metavar", "PATH")
     if kwargs["default"] is None:
         kwargs["show_default"] = False
+    if name == "cache_dir":
+        kwargs["callback"] = remember_cache_dir
     return kwargs
 
 

@@ -7,8 +7,9 @@ import json
 
 import click
 
-from txkit.cli.group import TxkitGroup
+from txkit.cli.group import TxkitGroup, remember_cache_dir
 from txkit.cli.options import complete_names, parse_key_values
+from txkit.storage import human_bytes
 
 
 @click.group("data", cls=TxkitGroup)
@@ -55,7 +56,8 @@ def info_command(name, data_root, data_options, skip_bad_images, sample, intensi
 @click.option("--intensity", default="auto", show_default=True, metavar="RULE",
               help="Intensity rule, as `txkit train --intensity`.")
 @click.option("--skip-bad-images", is_flag=True, help="Skip (count) unreadable images, as `txkit train` would.")
-@click.option("--cache-dir", type=click.Path(), help="Cache root (default: $TXKIT_CACHE_DIR, else ~/.cache/txkit).")
+@click.option("--cache-dir", type=click.Path(), callback=remember_cache_dir,
+              help="Cache root (default: $TXKIT_CACHE_DIR, else ~/.cache/txkit).")
 @click.option("--list", "list_caches", is_flag=True, help="List the caches instead of building one.")
 @click.option("--clear", is_flag=True, help="Remove caches (all, or those older than --older-than).")
 @click.option("--older-than", type=click.FloatRange(0), metavar="DAYS", help="With --clear: only caches "
@@ -155,14 +157,6 @@ def _clear_caches(root, older_than, as_json: bool) -> None:
         return
     age = f" older than {older_than:g} day(s)" if older_than is not None else ""
     click.echo(f"removed {removed} image cache(s){age} ({human_bytes(freed)}) from {root / 'images'}")
-
-
-def human_bytes(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
 
 
 def print_report(report: dict) -> None:

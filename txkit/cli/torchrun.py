@@ -9,7 +9,7 @@ import sys
 
 import torch.distributed as dist
 
-from txkit.cli.group import crash_report
+from txkit.cli.group import crash_report, error_text, machine_fault
 from txkit.errors import TxkitError, for_cli
 from txkit.training.distributed import Agreed, ensure_init, first_line, is_main, launched, rank, shutdown
 
@@ -56,13 +56,16 @@ def _failure_line(exc: BaseException) -> tuple[str | None, int]:
     if isinstance(exc, TxkitError):
         if exc.exit_code == 130 and not is_main():  # an interrupted run: process 0 says how to resume
             return None, 130
-        return for_cli(str(exc)), exc.exit_code
+        return for_cli(error_text(exc)), exc.exit_code
     if _peer_failure(exc):
         return "stopped: another process of this run failed or stopped answering (its error is above)", 1
     if os.environ.get("TXKIT_DEBUG"):
         import traceback
 
         traceback.print_exception(exc)
+    fault = machine_fault(exc)
+    if fault is not None:
+        return for_cli(fault), 1
     return (f"unexpected {type(exc).__name__}: {first_line(exc)}; this is a txkit bug, please report it with the "
             f"traceback in {crash_report(exc)} (TXKIT_DEBUG=1 prints it)"), 1
 

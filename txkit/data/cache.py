@@ -45,7 +45,7 @@ import numpy as np
 
 from txkit.datasets.pixels import as_float, resize_rule
 from txkit.errors import DataError
-from txkit.storage import WriteError, atomic_write_bytes, fsync_dir
+from txkit.storage import NO_SPACE, WriteError, atomic_write_bytes, free_bytes, fsync_dir, human_bytes
 
 FORMAT_VERSION = 2  # 2: per-file content fingerprints (KEY.fingerprints.npy); version-1 caches get new keys
 IMAGES = "images"
@@ -54,6 +54,7 @@ PROBE_BYTES = 64 * 1024  # changing it changes what a probe means: bump FORMAT_V
 FINGERPRINT = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("probe", "u1", (8,)), ("content", "u1", (32,)),
                         ("probe_decides", "?")])
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NPY_HEADER = 128  # np.lib.format's version 2.0 header, padded
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,7 @@ def open_images(split, size: int, rule, settings: CacheSettings | None, label: s
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheFolderError(folder, exc, creating=True) from None
+    need = cache_bytes(len(split), size, rule)
     try:
         with _locked(folder / f"{key}.lock", label or key[:12], settings.progress):
             # another process may have built, repaired or refreshed it while we waited
@@ -307,14 +309,41 @@ def open_images(split, size: int, rule, settings: CacheSettings | None, label: s
                 _warn(f"{folder / key}.*: damaged image cache: {found.problem}; rebuilding it")
             if store is None:
                 _remove_temps(folder, key)  # left by a killed build: only the lock holder builds
+                _check_space(folder, need, label)
                 _build(split, size, rule, folder, key, label, settings.progress)
                 store = _inspect(folder, key, len(split), size, "built").store
     except (OSError, WriteError) as exc:  # image files' errors are DataErrors; these are the cache folder's
+        cause = exc if isinstance(exc, OSError) else exc.__context__  # storage's WriteError keeps the OSError
+        if getattr(cause, "errno", None) in NO_SPACE:
+            raise _no_space(folder, need, label, cause.strerror) from None
         raise CacheFolderError(folder, exc) from None
     if store is None:
         raise DataError(f"{folder}: the image cache {key[:12]} was built but cannot be read back; free disk "
                         f"space or turn off `image_cache`")
     return store
+
+
+def cache_bytes(n: int, size: int, rule) -> int:
+    """The size of a cache file: n images of size x size in the rule's dtype, plus the .npy header (a rule that
+    keeps 8-bit grey may still meet a float image and turn the file into float32: that one is found writing)."""
+    itemsize = np.dtype(rule.dtype or np.uint8).itemsize
+    return n * size * size * itemsize + NPY_HEADER
+
+
+def _check_space(folder: Path, need: int, label: str) -> None:
+    """Refuse a build the disk has no room for before writing anything (the header is written last, so a build
+    that fills the disk would otherwise be found only at its end)."""
+    free = free_bytes(folder)
+    if free is not None and free < need:
+        raise _no_space(folder, need, label)
+
+
+def _no_space(folder: Path, need: int, label: str, reason: str = "not enough free space") -> DataError:
+    what = f"the image cache of {label}" if label else "the image cache"
+    free = free_bytes(folder)
+    room = f", {human_bytes(free)} is free" if free is not None else ""
+    return DataError(f"{folder}: cannot write {what} ({reason}: it needs {human_bytes(need)}{room}); free disk "
+                     f"space, set `cache_dir` to another folder or turn off `image_cache`")
 
 
 def _changed_message(split, changed: list[int], label: str, stats, prints: np.ndarray) -> str:

@@ -137,6 +137,23 @@ def collate(batch):
     return [batch.x, batch.y] if isinstance(batch, StackedBatch) else default_collate(batch)
 
 
+def worker_failure(exc: BaseException) -> str | None:
+    """One line (naming the options that set a worker's memory) when ``exc`` is DataLoader's report of a worker
+    process that died, else None. The kernel's out-of-memory killer sends SIGKILL ("is killed by signal:
+    Killed"); a full /dev/shm, where workers hand over their batches, shows as a bus error."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or not text.startswith("DataLoader worker (pid"):
+        return None
+    signal = text.partition("killed by signal: ")[2].strip().rstrip(".")
+    if signal == "Bus error":
+        why = "was killed by a bus error, probably because shared memory (/dev/shm) is full"
+    elif signal:
+        why = f"was killed by signal {signal}, probably by the system's out-of-memory killer"
+    else:
+        why = "ended unexpectedly, probably killed by the system's out-of-memory killer"
+    return f"a data loader worker process {why}; use fewer `num_workers` or a smaller `batch_size`"
+
+
 def input_rule(cfg, dataset: TxDataset) -> IntensityRule:
     """The run's intensity rule (`intensity`) with its statistics fitted on the training split."""
     fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))

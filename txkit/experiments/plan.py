@@ -13,10 +13,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from txkit.errors import TxkitError
 from txkit.experiments.spec import RUN_REFERENCES, Experiment, StrategyEntry, stage_reference
 from txkit.config import TrainConfig
 
 PLAN_FILE = "plan.json"
+
+
+class PlanError(TxkitError):
+    """An experiment's plan.json that cannot be read."""
+
 # Settings that change where and how fast a run trains, not what it learns.
 NOT_IN_KEY = ("device", "num_workers", "image_cache", "cache_dir", "feature_cache", "channels_last", "compile")
 # Fields added after experiment directories existed: left out of the key at their default, so those keep their ids.
@@ -54,8 +60,16 @@ class Plan:
 
     @classmethod
     def load(cls, root: Path) -> "Plan":
-        data = json.loads((root / PLAN_FILE).read_text())
-        return cls(data["experiment"], [PlannedRun(**run) for run in data["runs"]], data.get("overrides", {}))
+        """The saved plan; a damaged plan.json is one line (`txkit experiment run` writes it anew)."""
+        path = Path(root) / PLAN_FILE
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["experiment"], [PlannedRun(**run) for run in data["runs"]], data.get("overrides", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else "not a plan txkit wrote"
+            raise PlanError(f"{path}: unreadable ({problem}); run `txkit experiment run` on this experiment again "
+                            f"(with --out {path.parent}): it writes the plan anew, and finished runs are not "
+                            f"trained again") from None
 
 
 def expand(experiment: Experiment, root: Path, overrides: dict[str, str] | None = None) -> Plan:

@@ -8,6 +8,7 @@ submitit (executors.py) add jobs.json, task_states/ and logs/submitit/.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from concurrent.futures.process import BrokenProcessPool
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from txkit.errors import TxkitError
 from txkit.experiments.executors import active_runs, run_here, run_in_pool
-from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun, expand, slug
+from txkit.experiments.plan import PLAN_FILE, Plan, PlanError, PlannedRun, expand, slug
 from txkit.experiments.spec import check_data_roots, load_experiment
 from txkit.experiments.state import DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, ExperimentState
 from txkit.rundir import RunDir
@@ -51,13 +52,18 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
     experiment = load_experiment(path, overrides)
     check_data_roots(experiment)
     root = Path(out or Path("experiments") / slug(experiment.name)).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TxkitError(f"--out {root}: cannot create the experiment directory ({exc.strerror or exc}); choose "
+                         f"another --out{' (a shorter one)' if exc.errno == errno.ENAMETOOLONG else ''}") from None
     with _lock(root):
         _check_same_experiment(root, experiment.name)
         plan = expand(experiment, root, overrides)
+        _check_name_lengths(plan, root)
         _copy_file(Path(path), root)
         plan.save(root)
-        state = ExperimentState.load(root)
+        state = ExperimentState.load(root, rebuild=True)  # a damaged state.json: every run is found again
         todo = [run for run in plan.runs if not _finished(state, run, root)]
         try:
             with GridProgress(console, experiment.name, len(plan.runs), len(plan.runs) - len(todo)) as display:
@@ -131,9 +137,27 @@ def _alive(pid: int) -> bool:
 
 def _check_same_experiment(root: Path, name: str) -> None:
     if (root / PLAN_FILE).exists():
-        previous = Plan.load(root).experiment
+        try:
+            previous = Plan.load(root).experiment
+        except PlanError:  # damaged: this run writes it anew (the runs keep their directories, keyed by config)
+            return
         if previous != name:
             raise TxkitError(f"{root} holds experiment {previous!r}, not {name!r}; choose another --out")
+
+
+def _check_name_lengths(plan: Plan, root: Path) -> None:
+    """A run's name (its folder, its log file) longer than the file system allows would fail run by run."""
+    try:
+        limit = os.pathconf(root, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer: the usual limit
+        limit = 255
+    for run in plan.runs:
+        name = f"{run.id}.log"  # logs/RUN.log is the longest name a run gets
+        if len(name) > limit:
+            fix = (f"give its strategies entry {run.cell['strategy']!r} a shorter name = \"...\"" if run.cell
+                   else "give its stage a shorter name")
+            raise TxkitError(f"run {run.id}: the name is {len(run.id)} characters, more than the file system at "
+                             f"{root} allows ({limit - len('.log')}); {fix}")
 
 
 def _copy_file(path: Path, root: Path) -> None:

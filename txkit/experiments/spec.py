@@ -116,6 +116,10 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentFileError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:  # tomllib decodes the bytes first
+        raise ExperimentFileError(f"{path}: not valid TOML: not UTF-8 text") from None
+    except OSError as exc:
+        raise ExperimentFileError(f"{path}: cannot read the experiment file ({exc.strerror or exc})") from None
 
 
 def apply_overrides(data: dict, overrides: dict[str, str]) -> dict:

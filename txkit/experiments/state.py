@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+from txkit.errors import TxkitError
+
 STATE_FILE, JOBS_FILE, TASK_STATES = "state.json", "jobs.json", "task_states"
 DONE, FAILED, RUNNING, INTERRUPTED, QUEUED = "done", "failed", "running", "interrupted", "queued"
 
@@ -32,6 +34,28 @@ def _read(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+class StateError(TxkitError):
+    """An experiment's state.json that cannot be read."""
+
+
+def _runs(path: Path) -> dict:
+    """The "runs" table of state.json ({} when there is none yet)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+    else:
+        runs = data.get("runs") if isinstance(data, dict) else None
+        if isinstance(runs, dict) and all(isinstance(entry, dict) for entry in runs.values()):
+            return runs
+        problem = "no table of runs"
+    raise StateError(f"{path}: unreadable ({problem}); run `txkit experiment run` on this experiment again (with "
+                     f"--out {path.parent}): it rebuilds the file from the run directories, and finished runs are "
+                     f"not trained again")
+
+
 def _stamp() -> dict:
     return {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at": time.time()}
 
@@ -41,10 +65,19 @@ class ExperimentState:
         self.root, self.runs = Path(root), runs or {}
 
     @classmethod
-    def load(cls, root: Path) -> "ExperimentState":
+    def load(cls, root: Path, rebuild: bool = False) -> "ExperimentState":
+        """The state of every run. An unreadable state.json is one line naming it (:class:`StateError`);
+        with ``rebuild`` (what `txkit experiment run` does) it is started afresh instead: each run is then
+        found again from its run directory, a finished run by its summary without training again."""
         root = Path(root)
         path = root / STATE_FILE
-        runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+        try:
+            runs = _runs(path)
+        except StateError:
+            if not rebuild:
+                raise
+            runs = {}
+            cls(root, runs).save()
         for path in sorted((root / TASK_STATES).glob("*.json")):
             record, current = _read(path), runs.get(path.stem, {})
             # A record of the job that state.json names is the later word whatever the clocks of the nodes say

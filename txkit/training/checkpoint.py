@@ -21,6 +21,7 @@ __all__ = ["WriteError", "CorruptFileError", "save_tensors", "load_tensors", "te
            "join_tensors"]
 
 TENSOR_REF = "__tensor__"
+HEADER_BYTES = 128  # about what safetensors' JSON header takes per tensor (for the space a full disk lacks)
 
 
 class CorruptFileError(TxkitError):
@@ -30,7 +31,8 @@ class CorruptFileError(TxkitError):
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     path = Path(path)
     contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    with writing(path) as tmp:
+    size = sum(v.numel() * v.element_size() for v in contiguous.values()) + HEADER_BYTES * (1 + len(contiguous))
+    with writing(path, size=size) as tmp:
         save_file(contiguous, tmp, metadata=metadata)
         os.chmod(tmp, 0o666 & ~umask())  # safetensors creates its file 0600
         os.replace(tmp, path)

@@ -169,7 +169,8 @@ class Trainer:
     def fit(self, progress) -> str:
         """Train the remaining epochs; returns the final status."""
         self.logs.open(self.run_dir, self.state.epoch)
-        self.feature_cache.spill_to(self.run_dir)
+        self.feature_cache.spill_to(self.run_dir, warn=lambda text: progress.console.print(
+            f"warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True))  # one line
         try:
             return self._fit(progress)
         finally:

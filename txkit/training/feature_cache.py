@@ -18,18 +18,26 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from txkit import storage
+from txkit.errors import TxkitError
 from txkit.training.netsplit import NetSplit, trace_split, verify_split
 
 RAM_LIMIT_BYTES = 2 * 1024**3  # and at most RAM_FRACTION of the available memory; beyond: a memory-mapped file
 RAM_FRACTION = 0.25
 PROBE_IMAGES = 4
-__all__ = ["FeatureCache", "FeatureStore", "NetSplit", "distributed", "trace_split", "verify_split"]
+# Free space a spill leaves in the run directory, in copies of the network's state: a checkpoint holds the
+# weights and up to two optimizer moments (3), the next one is written beside it (6), and the best weights
+# beside theirs (8).
+CHECKPOINT_COPIES = 8
+__all__ = ["FeatureCache", "FeatureStore", "NetSplit", "SpillError", "distributed", "trace_split", "verify_split"]
 ESTIMATE = "measured prefix forward time per image x prefix forwards the cache avoided, minus extra ones it made"
 
 
@@ -37,6 +45,10 @@ def distributed() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return True
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _state_bytes(net) -> int:
+    return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
 def ram_budget() -> int:
@@ -55,23 +67,56 @@ def ram_budget() -> int:
     return int(min(RAM_LIMIT_BYTES, RAM_FRACTION * available)) if available else RAM_LIMIT_BYTES
 
 
-class FeatureStore:
-    """``rows`` feature tensors in RAM, or in a memory-mapped temporary file when they exceed ``budget``."""
+class SpillError(TxkitError):
+    """A feature cache too large for memory whose folder cannot hold its memory-mapped file."""
 
-    def __init__(self, rows: int, shape: tuple[int, ...], dtype: torch.dtype, budget: int, folder: Path):
+
+class FeatureStore:
+    """``rows`` feature tensors in RAM, or in a memory-mapped temporary file when they exceed ``budget``.
+
+    The file gets all its disk blocks before it is mapped (:func:`txkit.storage.reserve`): a memory map that
+    writes to a full disk is not an error but a SIGBUS that kills the process without a word. A folder with
+    less than ``nbytes + keep_free`` free (``keep_free``: what the run's checkpoints still need) or a
+    reservation the disk refuses is a :class:`SpillError`, and no file is left."""
+
+    def __init__(self, rows: int, shape: tuple[int, ...], dtype: torch.dtype, budget: int, folder: Path,
+                 keep_free: int = 0):
         dtype = dtype if dtype in (torch.float32, torch.float16) else torch.float32
         self.nbytes = rows * int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
-        self.path = None
+        self.path = self._map = None
         if self.nbytes <= budget:
             self.values = torch.empty((rows, *shape), dtype=dtype)
         else:
-            fd, name = tempfile.mkstemp(prefix=".feature-cache-", suffix=".tmp", dir=folder)
-            os.close(fd)
-            self.path = Path(name)
             np_dtype = np.float16 if dtype == torch.float16 else np.float32
-            self._map = np.memmap(self.path, dtype=np_dtype, mode="w+", shape=(rows, *shape))
+            self._map = self._spill(Path(folder), np_dtype, (rows, *shape), keep_free)
             self.values = torch.from_numpy(self._map)
         self.filled = torch.zeros(rows, dtype=torch.bool)
+
+    def _spill(self, folder: Path, np_dtype, shape: tuple[int, ...], keep_free: int) -> np.memmap:
+        free = storage.free_bytes(folder)
+        if free is not None and free < self.nbytes + keep_free:
+            raise self._no_room(folder, keep_free, "not enough free space")
+        try:
+            fd, name = tempfile.mkstemp(prefix=".feature-cache-", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise self._no_room(folder, keep_free, exc.strerror or str(exc)) from None
+        self.path = Path(name)
+        try:
+            try:
+                storage.reserve(fd, self.nbytes)
+            finally:
+                os.close(fd)
+            return np.memmap(self.path, dtype=np_dtype, mode="r+", shape=shape)  # r+: keeps the reserved blocks
+        except OSError as exc:
+            self.close()
+            raise self._no_room(folder, keep_free, exc.strerror or str(exc)) from None
+
+    def _no_room(self, folder: Path, keep_free: int, reason: str) -> SpillError:
+        kept = f" (and {storage.human_bytes(keep_free)} kept for checkpoints)" if keep_free else ""
+        free = storage.free_bytes(folder)
+        room = f", {storage.human_bytes(free)} is free" if free is not None else ""
+        return SpillError(f"{folder}: cannot hold the feature cache's memory-mapped file ({reason}: it needs "
+                          f"{storage.human_bytes(self.nbytes)}{kept}{room})")
 
     def put(self, rows: torch.Tensor, features: torch.Tensor) -> None:
         self.values[rows] = features.detach().to("cpu", self.values.dtype).contiguous()
@@ -104,9 +149,16 @@ class FeatureCache:
         self.train = self.val = None
         self.segments: list[dict] = []
 
-    def spill_to(self, run_dir: Path | None) -> None:
-        """The run directory a cache too large for memory spills into (known once the run directory exists)."""
+    def spill_to(self, run_dir: Path | None, warn: Callable[[str], None] | None = None) -> None:
+        """The run directory a cache too large for memory spills into (known once the run directory exists),
+        and where a warning goes (a phase that has no room to spill trains without the cache)."""
         self.run_dir = Path(run_dir) if run_dir else None
+        if warn is not None:
+            self.warn = warn
+
+    @staticmethod
+    def warn(text: str) -> None:
+        warnings.warn(text, stacklevel=2)
 
     # --- phases ---------------------------------------------------------------------------------------
     def prepare(self, epoch: int) -> bool:
@@ -143,10 +195,17 @@ class FeatureCache:
             segment["reason"] = split
             return
         self.split = split
+        try:
+            self._allocate(segment)
+        except SpillError as exc:  # the cache only saves time: this phase trains on images, as with it off
+            self.release()
+            segment["reason"] = f"no room on disk ({exc})"
+            self.warn(f"{exc}; the {segment['phase']!r} phase trains without the feature cache (slower, the same "
+                      f"results up to float rounding); free space there to use it")
+            return
         first = stages.index(trainable[0])
         segment.update(used=True, prefix=stages[:first], boundary=split.boundary, prefix_forwards=0,
                        served=0, prefix_s=0.0)
-        self._allocate(segment)
         started = time.perf_counter()
         self._fill_val()
         segment["build_s"] = round(time.perf_counter() - started, 3)
@@ -184,10 +243,13 @@ class FeatureCache:
             for stale in folder.glob(".feature-cache-*.tmp"):
                 stale.unlink(missing_ok=True)
         budget = ram_budget()
+        # a spill in the run directory must not take the room its next checkpoints are written into
+        keep_free = CHECKPOINT_COPIES * _state_bytes(self.net) if self.run_dir else 0
         self.orientations = 2 if self.augment else 1
-        self.train = FeatureStore(self.orientations * len(self.train_data), shape, dtype, budget, folder)
+        self.train = FeatureStore(self.orientations * len(self.train_data), shape, dtype, budget, folder, keep_free)
         # evaluation runs without autocast: float32 features
-        self.val = FeatureStore(len(self.val_data), shape, torch.float32, budget - self.train.nbytes, folder)
+        self.val = FeatureStore(len(self.val_data), shape, torch.float32, budget - self.train.nbytes, folder,
+                                keep_free)
         segment.update(shape=list(shape), orientations=self.orientations,
                        megabytes=round((self.train.nbytes + self.val.nbytes) / 2**20, 1),
                        storage="memmap" if self.train.path or self.val.path else "ram")

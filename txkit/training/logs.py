@@ -26,7 +26,11 @@ class EpochLogs:
                 from torch.utils.tensorboard import SummaryWriter  # noqa: F401
             except ImportError:
                 raise TxkitError("`log` tensorboard needs the tensorboard package: pip install "
-                                 "'txkit[tensorboard]' (or pip install tensorboard), or use log none") from None
+                                 "'txkit[tensorboard]' (or pip install tensorboard), or use `log` none") from None
+            except Exception as exc:  # noqa: BLE001 - a broken install (e.g. a protobuf it does not fit) raises anything
+                raise TxkitError(f"`log` tensorboard: the tensorboard package is installed but fails to import "
+                                 f"({type(exc).__name__}: {storage.first_line(exc)}); reinstall it (pip install "
+                                 f"--force-reinstall tensorboard) or use `log` none") from None
 
     def metrics_table(self, run_dir: Path) -> None:
         """Rewrite metrics.csv from metrics.jsonl, so both always hold the same committed epochs."""

@@ -18,6 +18,7 @@ from torch import nn
 
 from txkit.data.loader import Loaders
 from txkit.errors import TxkitError
+from txkit.storage import first_line
 from txkit.training import distributed
 
 
@@ -41,6 +42,19 @@ def resolve_workers(value: int | str, device: torch.device) -> int:
     if device.type != "cuda":
         return 0
     return max(1, min(8, (os.cpu_count() or 1) // distributed.local_world_size()))
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """What ran out when ``exc`` is an allocation failure (numpy's MemoryError, torch's CPU allocator, the GPU),
+    else None; the fix is the caller's (it knows the options that set the sizes)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"the GPU ran out of memory ({first_line(exc)})"
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILED in str(exc)):
+        return f"out of memory ({type(exc).__name__}: {first_line(exc)})"
+    return None
+
+
+CPU_ALLOCATOR_FAILED = "can't allocate memory"  # torch's DefaultCPUAllocator raises RuntimeError, not MemoryError
 
 
 def to_input(x: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format) -> torch.Tensor:

@@ -20,7 +20,9 @@ from txkit.rundir import RunDir
 from txkit.training import commit, distributed
 from txkit.training.build import resolved_weights
 from txkit.config import TrainConfig
+from txkit.data.loader import worker_failure
 from txkit.training.engine import NonFiniteLoss, Trainer, engine_summary
+from txkit.training.runtime import out_of_memory
 
 FINISHED = ("completed", "early-stopped")
 
@@ -58,11 +60,19 @@ def _new_run(cfg: TrainConfig, out: str | None) -> Trainer:
     trainer = Trainer(cfg)
     if not main:
         return trainer
+    existed = bool(out) and Path(out).expanduser().is_dir()  # empty, or holding only the user's dot files
     trainer.run_dir = rundir.new_run_dir(cfg, out)
     try:
         write_config(trainer)
-    except BaseException:
-        shutil.rmtree(trainer.run_dir, ignore_errors=True)
+    except BaseException as exc:
+        if existed:  # the folder and what the user keeps in it stay; only what this start wrote goes
+            storage.remove_stale_temps(trainer.run_dir)
+            (trainer.run_dir / RunDir.CONFIG).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(trainer.run_dir, ignore_errors=True)
+        if isinstance(exc, storage.WriteError):  # the first file of the run: the folder is what is wrong
+            fix = "free space or choose another `out`" if exc.no_space else "choose a writable folder as `out`"
+            raise TxkitError(f"{exc}; {fix}") from None
         raise
     return trainer
 
@@ -124,8 +134,16 @@ def _run(trainer: Trainer, console: Console) -> dict:
         status = "non-finite-loss"
         raise
     except storage.WriteError as exc:
-        raise TxkitError(f"{exc}; the last good checkpoint (epoch {trainer.state.epoch}) is intact: free space and "
-                         f"continue with {distributed.resume_command(trainer.run_dir)}") from None
+        fix = "free space" if exc.no_space else f"make {trainer.run_dir} writable"
+        kept = f"the last good checkpoint (epoch {trainer.state.epoch}) is intact" if trainer.state.epoch else \
+            "no epoch had finished, so the run starts over"
+        raise TxkitError(f"{exc}; {kept}: {fix} and continue with {distributed.resume_command(trainer.run_dir)}") \
+            from None
+    except (RuntimeError, MemoryError) as exc:
+        fault = machine_fault(trainer, exc)
+        if fault is None:
+            raise
+        raise fault from None
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted after {trainer.state.epoch} finished epoch(s); continue with: "
                              f"{distributed.resume_command(trainer.run_dir)}") from None
@@ -135,6 +153,21 @@ def _run(trainer: Trainer, console: Console) -> dict:
         finally:
             trainer.loaders.close()
     return summary
+
+
+def machine_fault(trainer: Trainer, exc: BaseException) -> TxkitError | None:
+    """One line for a run stopped by the machine (a loader worker killed, memory exhausted), None otherwise.
+    The run stays resumable: its last checkpoint is untouched."""
+    problem = worker_failure(exc)
+    if problem is None:
+        memory = out_of_memory(exc)
+        if memory is None:
+            return None
+        problem = f"{memory}; use a smaller `batch_size` or `image_size`"
+    kept = f"its last good checkpoint, epoch {trainer.state.epoch}, is intact" if trainer.state.epoch else \
+        "no epoch had finished, so it starts over"
+    return TxkitError(f"{problem} in a new run, or free memory and continue this one with "
+                      f"{distributed.resume_command(trainer.run_dir)} ({kept})")
 
 
 def _finish(trainer: Trainer, status: str, elapsed: float) -> dict:
