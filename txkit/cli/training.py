@@ -162,10 +162,10 @@ def _print_external(console, metrics: dict) -> None:
     where = f" ({source['data_root']})" if source.get("data_root") else ""
     mapped = ", ".join(f"{a} -> {b}" for a, b in source["class_map"].items())
     console.print(f"external dataset {source['name']}{where}: {source['note']}"
-                  + (f"; classes mapped {mapped}" if mapped else ""))
+                  + (f"; classes mapped {mapped}" if mapped else ""), soft_wrap=True)
     if source["absent_classes"]:
         console.print(f"classes of the run without images here: {', '.join(source['absent_classes'])} (no metrics "
-                      f"for them; macro values over {', '.join(metrics['macro_over'])})")
+                      f"for them; macro values over {', '.join(metrics['macro_over'])})", soft_wrap=True)
 
 
 def _print_operating(console, points: dict, ci: dict | None) -> None:
@@ -174,8 +174,9 @@ def _print_operating(console, points: dict, ci: dict | None) -> None:
     where = ("fixed" if points["fitted_on"] is None else f"chosen on the {points['fitted_on']} split")
     stored = ("read from " + points["source"]) if points["source"] != "chosen now" else f"stored in {points['path']}"
     optimistic = ", this split: optimistic" if points["fitted_on"] == points["split"] else ""
-    table = Table(title=f"operating points at the {points['rule']} thresholds ({where}{optimistic}; {stored})",
-                  box=None, header_style="bold", title_justify="left")
+    console.print(f"operating points at the {points['rule']} thresholds ({where}{optimistic}; {stored}):",
+                  soft_wrap=True)
+    table = Table(box=None, header_style="bold")
     columns = ("sensitivity", "specificity", "ppv", "npv")
     for column in ("class", "threshold") + columns:
         table.add_column(column if column not in ("ppv", "npv") else column.upper(),
@@ -194,8 +195,8 @@ def _print_subgroups(console, analysis: dict, metrics: dict, with_ci: bool) -> N
     binary = metrics.get("operating_points") and len(metrics["classes"]) == 2 and "confusion_matrix" in metrics
     positive = metrics["classes"][-1]
     level = f"{analysis['level'] * 100:g} % CI" if with_ci else "no intervals"
-    table = Table(title=f"by {column} ({level}, {analysis['method']})", box=None, header_style="bold",
-                  title_justify="left")
+    console.print(f"by {column} ({level}, {analysis['method']}):", soft_wrap=True)
+    table = Table(box=None, header_style="bold")
     headers = ["subgroup", "n"] + (["patients"] if any("n_groups" in g for g in groups.values()) else [])
     headers += ["accuracy", "AUC"] + ([f"sensitivity {positive}", f"specificity {positive}"] if binary else [])
     for header in headers:
@@ -220,7 +221,7 @@ def _print_subgroups(console, analysis: dict, metrics: dict, with_ci: bool) -> N
             parts.append(f"{label} {interval} ({gap['between'][0]} - {gap['between'][1]})")
         else:
             parts.append(f"{label} - ({gap['reason']})")
-    console.print(f"largest gap by {column}: " + "; ".join(parts))
+    console.print(f"largest gap by {column}: " + "; ".join(parts), soft_wrap=True)
 
 
 def _print_wide(console, table) -> None:

@@ -161,8 +161,8 @@ def _gap(metric: str, result: dict, point: dict, replicates: dict, n_resamples: 
     if len(usable) < 2:
         return {"gap": float("nan"), "low": float("nan"), "high": float("nan"), "between": [],
                 "reason": f"{len(usable)} subgroup(s) large enough for an interval; a gap needs 2"}
-    highest = max(usable, key=lambda name: point[name][metric])
-    lowest = min(usable, key=lambda name: point[name][metric])
+    ranked = sorted(usable, key=lambda name: point[name][metric])  # stable: equal values keep two names
+    lowest, highest = ranked[0], ranked[-1]
     gap = point[highest][metric] - point[lowest][metric]
     low, high, valid = percentile_interval(replicates[highest][metric] - replicates[lowest][metric], level)
     out = {"gap": float(gap), "low": low, "high": high, "between": [highest, lowest], "n_valid": valid}
