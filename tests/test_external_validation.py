@@ -318,3 +318,108 @@ def test_csv_subgroups_follow_their_rows_through_skip_bad_images_and_splits(data
         assert test.metadata["age"][k] == ("<40" if row["age"] == "30" else "40-59" if row["age"] == "50" else ">=60")
     part = test.subset([3, 1])
     assert part.metadata["sex"].tolist() == [test.metadata["sex"][3], test.metadata["sex"][1]]
+
+
+# --- experiments: [external] tables and [report] by -----------------------------------------------------------
+def experiment_file(folder: Path, data: dict, external: str, report: str = "") -> Path:
+    path = folder / "validation.toml"
+    path.write_text(f"""[experiment]
+name = "validation"
+
+[defaults]
+backbone = "timm/test_resnet"
+weights = "none"
+epochs = 1
+batch_size = 32
+image_size = 32
+device = "cpu"
+
+[target]
+dataset = "csv"
+data_root = "{data['a']}"
+
+[grid]
+strategies = ["full"]
+fractions = [0.5, 1.0]  # two cells; one seed (Wilcoxon over one seed fails in scipy: one strategy, no pairs)
+
+{external}
+{report}
+""")
+    return path
+
+
+EXTERNAL_B = """[external.b]
+dataset = "csv"
+data_root = "b/labels.csv"
+data_options = { val_fraction = 0, test_fraction = 0, subgroups = "sex" }
+class_map = { healthy = "normal", sick = "pneumonia" }
+"""
+
+
+def test_an_experiment_report_shows_internal_and_external_metrics_the_drop_and_subgroups(tmp_path, data):
+    from txkit.experiments.report import build_report
+    from txkit.experiments.runner import run_experiment
+    from txkit.experiments.plan import Plan
+    from rich.console import Console
+
+    folder = data["a"].parent.parent  # data_root "b/labels.csv" is relative to the experiment file
+    path = experiment_file(tmp_path, data, EXTERNAL_B,
+                           "[report]\nby = [\"sex\"]\ndata_options = { subgroups = \"sex\" }\n")
+    path = Path(path.rename(folder / f"validation-{tmp_path.name}.toml"))
+    root, counts = run_experiment(path, tmp_path / "exp", console=Console(quiet=True))
+    assert counts == {"done": 2}
+    report = build_report(root)
+    rows = report["external"]
+    assert [r["fraction"] for r in rows] == [0.5, 1.0] and all("error" not in r for r in rows)
+    cells = {c["fraction"]: c for c in report["cells"]}
+    runs = {r.cell["fraction"]: root / r.directory for r in Plan.load(root).cells()}
+    for row in rows:
+        assert (row["external"], row["n_internal"], row["n_external"]) == ("b", 20, 20)
+        assert row["internal_auc"] == pytest.approx(cells[row["fraction"]]["ci_auc"], abs=1e-12)
+        assert (row["internal_auc_low"], row["internal_auc_high"]) == \
+            (cells[row["fraction"]]["ci_auc_low"], cells[row["fraction"]]["ci_auc_high"])
+        scored = evaluate_run(runs[row["fraction"]], dataset="csv", data_root=str(data["b"]),
+                              data_options={**ALL_IN_TRAIN, "subgroups": "sex"},
+                              class_map="healthy=normal,sick=pneumonia", bootstrap=0, device="cpu")
+        assert row["external_auc"] == pytest.approx(scored["auc"], abs=1e-6)
+        assert row["drop_auc"] == pytest.approx(row["internal_auc"] - row["external_auc"], abs=1e-12)
+        assert row["drop_auc_low"] <= row["drop_auc_high"]
+    assert len(list(runs[1.0].glob("predictions_external-*.npz"))) == 1  # stored for the next report
+    subgroups = report["subgroups"]
+    assert [(r["fraction"], r["data"], r["by"]) for r in subgroups] == [
+        (0.5, "test", "sex"), (0.5, "b", "sex"), (1.0, "test", "sex"), (1.0, "b", "sex")]
+    assert all(set(r["subgroups"]) == {"F", "M"} for r in subgroups)
+    markdown = (root / "report" / "results.md").read_text()
+    assert "## External validation" in markdown and "## Subgroups" in markdown and "AUC drop" in markdown
+    assert (root / "report" / "external.csv").exists() and (root / "report" / "subgroups.csv").exists()
+
+
+@pytest.mark.parametrize("external, words", [
+    ("[external.b]\ndata_root = 'x.csv'\n", "[external.b]: dataset = \"NAME\" is required"),
+    ("[external.b]\ndataset = 'csv'\nclass_map = 'healthy'\n", "[external.b]: class_map 'healthy'"),
+    ("[external.b]\ndataset = 'csvv'\n", "[external.b]: dataset: no dataset named 'csvv'"),
+    ("[external.b]\ndataset = 'csv'\nsplits = 'all'\n", "[external.b]: unknown field 'splits' (did you mean "
+                                                         "'split'?)"),
+    ("[report]\nby = 'sex'\ndata_options = 3\n", "[report] data_options: must be a table"),
+])
+def test_external_tables_in_an_experiment_file_are_checked_in_one_line(tmp_path, data, external, words):
+    from txkit.experiments.spec import ExperimentFileError, load_experiment
+
+    with pytest.raises(ExperimentFileError) as caught:
+        load_experiment(experiment_file(tmp_path, data, external))
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("external, words", [
+    (f"[external.b]\ndataset = 'csv'\ndata_root = 'nowhere.csv'\n", ["[external.b]", "nowhere.csv does not exist",
+                                                                      "--set external.b.data_root=PATH"]),
+    ("[external.b]\ndataset = 'csv'\ndata_root = '{b}'\nclass_map = {{ healty = 'normal' }}\n",
+     ["[external.b]", "class_map names 'healty'"]),
+    ("[external.b]\ndataset = 'csv'\ndata_root = '{missing}'\n", ["[external.b]", "1 of 9 images not found"]),
+])
+def test_an_experiment_with_a_bad_external_dataset_stops_before_anything_trains(tmp_path, data, external, words):
+    external = external.format(b=data["b"], missing=data["missing"])
+    path = experiment_file(tmp_path, data, external)
+    result = run_txkit("experiment", "run", str(path), "--out", str(tmp_path / "exp"))
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "exp" / "runs").exists()

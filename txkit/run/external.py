@@ -76,13 +76,9 @@ def external_target(run_classes: list[str], run_task: str, name: str, data_root=
     """The external dataset ``name`` built with ``data_root`` and ``data_options``, its labels put in the run's
     classes, the split to score chosen and its images checked; every problem is one line, before any network
     runs."""
-    from txkit.plugins import create
-
     mapping = parse_class_map(class_map)
     options = dict(data_options or {})
-    built = create("dataset", name, root=None if data_root is None else str(data_root), **options)
-    built.check_labels()
-    built.check_splits()
+    built = _build(name, data_root, options)
     if built.task != run_task:
         raise TxkitError(f"`dataset` {name}: its labels are {built.task}, the run's {run_task}; a run can only be "
                          f"scored on a {run_task} dataset")
@@ -99,13 +95,37 @@ def external_target(run_classes: list[str], run_task: str, name: str, data_root=
     return Target(dataset, chosen, external=True, source=source, absent=absent)
 
 
-def column_map(external: list[str], run_classes: list[str], mapping: dict[str, str], name: str) -> list[int]:
-    """The run's class index of each external class; one line for a map naming unknown classes or an external
-    class that matches none of the run's."""
+def probe_external(name: str, data_root=None, data_options=None, class_map=None, split: str | None = None) -> list:
+    """What can be checked without a run (an experiment's [external] tables, before anything trains): the dataset
+    builds, ``class_map`` names its classes, the split exists and its images are there. Returns its classes."""
+    mapping = parse_class_map(class_map)
+    built = _build(name, data_root, dict(data_options or {}))
+    _check_map_sources(mapping, built.classes, name)
+    _, part, _ = _choose_split(built, split)
+    check_images(part, name, data_root)
+    return list(built.classes)
+
+
+def _build(name: str, data_root, options: dict) -> TxDataset:
+    from txkit.plugins import create
+
+    built = create("dataset", name, root=None if data_root is None else str(data_root), **options)
+    built.check_labels()
+    built.check_splits()
+    return built
+
+
+def _check_map_sources(mapping: dict[str, str], external: list[str], name: str) -> None:
     unknown = [a for a in mapping if a not in external]
     if unknown:
         raise TxkitError(f"`class_map` names {unknown[0]!r}, which is not a class of the external dataset {name} "
                          f"(its classes: {', '.join(external)}); fix the map")
+
+
+def column_map(external: list[str], run_classes: list[str], mapping: dict[str, str], name: str) -> list[int]:
+    """The run's class index of each external class; one line for a map naming unknown classes or an external
+    class that matches none of the run's."""
+    _check_map_sources(mapping, external, name)
     foreign = [b for b in mapping.values() if b not in run_classes]
     if foreign:
         raise TxkitError(f"`class_map` maps to {foreign[0]!r}, which is not a class of the run (its classes: "
@@ -154,10 +174,15 @@ def relabel(part: Split, columns: list[int], n_classes: int, task: str) -> Split
 
 def absent_classes(part: Split, classes: list[str], task: str) -> list[str]:
     """The run's classes without an image in the split (multilabel: without a known value)."""
+    return absent_from_labels(part.labels, classes, task)
+
+
+def absent_from_labels(labels, classes: list[str], task: str) -> list[str]:
+    labels = np.asarray(labels)
     if task == "multiclass":
-        present = set(np.unique(part.labels.astype(np.int64)).tolist())
+        present = set(np.unique(labels.astype(np.int64)).tolist())
         return [c for k, c in enumerate(classes) if k not in present]
-    known = ~np.isnan(np.asarray(part.labels, dtype=np.float64))
+    known = ~np.isnan(labels.astype(np.float64))
     return [c for k, c in enumerate(classes) if not known[:, k].any()]
 
 
@@ -186,3 +211,28 @@ def evaluation_advice(exc: DataError) -> TxkitError:
     """A dataset's error met while predicting the external images, with evaluate's options as the fix."""
     text = str(exc).replace("pass `skip_bad_images`", "pass `data_options` skip_bad_images=true")
     return TxkitError(text)
+
+
+def external_predictions(run_dir, key: str, name: str, data_root=None, data_options=None, class_map=None,
+                         split: str | None = None, *, device: str = "auto") -> dict:
+    """The run's predictions on an external dataset, stored as RUN/predictions_external-KEY.npz with the images'
+    metadata and read back while ``key`` (a digest of the dataset's entry) is the same: {"y_true", "logits",
+    "ids", "groups", "metadata", "classes", "task", "split", "absent"}. Delete the file to predict again after
+    the external images changed."""
+    from txkit.rundir import RunDir, load_predictions, save_predictions
+    from txkit.run.predict import predict_split
+
+    tag = f"external-{key}"
+    stored = load_predictions(run_dir, tag)
+    if stored is None:
+        resolved = RunDir(run_dir).resolved()
+        target = external_target(list(resolved["classes"]), resolved["task"], name, data_root, data_options,
+                                 class_map, split)
+        try:
+            predicted = predict_split(run_dir, target.split, dataset=target.dataset, device=device)
+        except DataError as exc:
+            raise evaluation_advice(exc) from None
+        save_predictions(run_dir, tag, predicted["y_true"], predicted["logits"], predicted["ids"],
+                         groups=predicted["groups"], metadata=target.part.metadata)
+        stored = load_predictions(run_dir, tag)
+    return {**stored, "absent": absent_from_labels(stored["y_true"], stored["classes"], stored["task"])}
