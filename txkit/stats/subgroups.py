@@ -37,7 +37,7 @@ GAP_METRICS = ("accuracy", "auc")
 UNKNOWN = "unknown"
 
 
-def _order(names: np.ndarray) -> list[str]:
+def subgroup_order(names) -> list[str]:
     """Subgroup names sorted, ``unknown`` last; bins like <40, 40-59, >=60 in numeric order."""
     def key(name: str):
         digits = "".join(ch if ch.isdigit() or ch == "." else " " for ch in name).split()
@@ -88,7 +88,7 @@ def subgroup_analysis(y_true: np.ndarray, logits: np.ndarray, classes: Sequence[
     values = np.asarray([str(v) for v in values])
     if len(values) != len(y_true):
         raise ValueError(f"{len(values)} subgroup values for {len(y_true)} cases")
-    names = _order(values)
+    names = subgroup_order(values)
     members = {name: np.flatnonzero(values == name) for name in names}
     engines = {name: MetricEngine(y_true[m], logits[m], task, macro_classes=macro_classes)
                for name, m in members.items()}
