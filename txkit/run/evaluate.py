@@ -76,6 +76,7 @@ def evaluate_run(run_dir: str | Path, split: str | None = None, batch_size: int 
     else:
         own = own_dataset(run_dir, cfg, split, data_root, data_options, class_map)
         target = Target(own, split or "test")
+        _split(own, target.split)  # one line for a split the dataset lacks, before the network loads
     check_columns(target, columns)
     stored = load_thresholds(run_dir) if spec is None else None
     if spec is not None and spec.fitted:
@@ -139,7 +140,6 @@ def check_columns(target: Target, columns: list[str]) -> None:
 
 def _predict(run_dir, target: Target, batch_size: int, device: str) -> dict:
     if not target.external:
-        _split(target.dataset, target.split)  # one line for a split the dataset lacks, before the network loads
         return predict_split(run_dir, target.split, batch_size, dataset=target.dataset, device=device)
     try:
         return predict_split(run_dir, target.split, batch_size, dataset=target.dataset, device=device)
