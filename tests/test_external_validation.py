@@ -19,7 +19,7 @@ from txkit.errors import TxkitError
 from txkit.run.evaluate import evaluate_run
 from txkit.run.external import external_target
 from txkit.run.predict import predict_images, predict_split
-from txkit.stats import choose_threshold, probabilities
+from txkit.stats import choose_threshold
 from txkit.testing import write_image
 from txkit.training import session
 from txkit.training.metrics import compute_metrics_from_logits
@@ -411,7 +411,7 @@ def test_external_tables_in_an_experiment_file_are_checked_in_one_line(tmp_path,
 
 
 @pytest.mark.parametrize("external, words", [
-    (f"[external.b]\ndataset = 'csv'\ndata_root = 'nowhere.csv'\n", ["[external.b]", "nowhere.csv does not exist",
+    ("[external.b]\ndataset = 'csv'\ndata_root = 'nowhere.csv'\n", ["[external.b]", "nowhere.csv does not exist",
                                                                       "--set external.b.data_root=PATH"]),
     ("[external.b]\ndataset = 'csv'\ndata_root = '{b}'\nclass_map = {{ healty = 'normal' }}\n",
      ["[external.b]", "class_map names 'healty'"]),
