@@ -84,6 +84,20 @@ def test_resume_and_run_need_a_run_directory_path():
     ({"ci_level": 1.5}, "`ci_level` 1.5: must lie strictly between 0 and 1, e.g. `ci_level` 0.95"),
     ({"device": "gpu"}, "`device` must be auto, cpu or cuda (or cuda:N), got str 'gpu'"),
     ({"device": None}, "`device` must be auto, cpu or cuda (or cuda:N), got NoneType None"),
+    ({"dataset": ""}, "`dataset` must be a registered dataset name such as 'csv'"),
+    ({"dataset": 3}, "`dataset` must be a registered dataset name such as 'csv' (txkit.list_entries('datasets')) "
+                     "or None, got int 3"),
+    ({"dataset": "csv", "data_root": 5}, "`data_root` must be the external dataset's folder or file (a str or Path)"),
+    ({"data_options": "subgroups=sex"}, "`data_options` must be a dict of option names to values"),
+    ({"class_map": ["a=b"]}, "`class_map` must be 'EXTERNAL=RUN,...' or a dict {external class: run class}"),
+    ({"by": 3}, "`by` must be a metadata column name such as 'sex' or a list of them, got int 3"),
+    ({"by": ["sex", None]}, "`by` must be a metadata column name such as 'sex' or a list of them"),
+    ({"threshold": True}, "`threshold` must be 'youden', 'f1', 'sensitivity=0.9', 'specificity=0.95' or a "
+                          "probability such as 0.5, got bool True"),
+    ({"threshold": "sensitivity=1.5"}, "`threshold` sensitivity=1.5: the target sensitivity must lie strictly "
+                                       "between 0 and 1, e.g. sensitivity=0.9"),
+    ({"threshold": "youdn"}, "`threshold` youdn: not a threshold rule"),
+    ({"data_root": "x.csv"}, "`data_root` is for an external dataset: give `dataset` NAME too"),
 ])
 def test_evaluate_names_the_bad_argument(run, kwargs, words):
     with pytest.raises(TxkitError) as error:
@@ -102,6 +116,13 @@ def test_predict_takes_a_path_or_a_list_of_paths(run, images, words):
     with pytest.raises(TxkitError) as error:
         run.predict(images)
     assert words in one_line(error)
+
+
+def test_predict_names_a_bad_threshold(run):
+    with pytest.raises(TxkitError, match=r"^`threshold` must be 'youden', 'f1'.*got list \['f1'\]$"):
+        run.predict("a.png", threshold=["f1"])
+    with pytest.raises(TxkitError, match=r"^`threshold` specificity=0: the target specificity must lie strictly"):
+        run.predict("a.png", threshold="specificity=0")
 
 
 def test_predict_names_a_bad_device(run):

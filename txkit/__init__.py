@@ -9,8 +9,8 @@ API", lists each name. They are:
 - errors: ``TxkitError``, ``DataError``, ``ConfigError``, ``WeightsError``, ``UnknownNameError``;
 - the registries: ``create(kind, name, **options)``, ``registry(kind)``;
 - the contract of each plugin kind: backbones (``Backbone``, ``InputSpec``, ...), colorizers (``Colorizer``),
-  datasets (``TxDataset``, ``Split``, ``file_split``, ...), strategies (``Strategy``, ``Phase``), visualizers
-  (``Visualizer``, ``ReportVisualizer`` and their helpers);
+  datasets (``TxDataset``, ``Split``, ``file_split``, ``bin_ages``, ...), strategies (``Strategy``, ``Phase``),
+  visualizers (``Visualizer``, ``ReportVisualizer`` and their helpers);
 - the Python API: ``train``, ``resume``, ``Run``, ``TrainConfig``, ``WeightsSource``, ``RunDir``,
   ``run_experiment``, ``report_experiment``, ``list_entries``; the CLI's click group ``build_cli``; and
   ``__version__``.
@@ -55,6 +55,8 @@ _EXPORTS = {
     "list_images": "txkit.datasets.files", "load_image": "txkit.datasets.files",
     "group_split": "txkit.datasets.files", "drop_unreadable": "txkit.datasets.files",
     "readable": "txkit.datasets.files", "as_bool": "txkit.datasets.files",
+    "parse_age_bins": "txkit.datasets.metadata", "bin_ages": "txkit.datasets.metadata",
+    "subgroup_values": "txkit.datasets.metadata", "AGE_BINS": "txkit.datasets.metadata",
     # strategies
     "Strategy": "txkit.strategies.base", "Phase": "txkit.strategies.base",
     # visualizers: the contract (no torch) and the helpers for writing one (torch; pictures: numpy, matplotlib)
@@ -105,6 +107,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from txkit.datasets.base import Split, TxDataset, load_gray
     from txkit.datasets.files import (as_bool, drop_unreadable, file_split, group_split, list_images, load_image,
                                       readable, require_dir)
+    from txkit.datasets.metadata import AGE_BINS, bin_ages, parse_age_bins, subgroup_values
     from txkit.errors import ConfigError, DataError, TxkitError, UnknownNameError, WeightsError
     from txkit.options import Field, NoOptions, Options, check_fractions, validate_options
     from txkit.plugins import create, registry

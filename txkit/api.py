@@ -88,11 +88,22 @@ class Run:
         """One dict per committed epoch (the lines of metrics.jsonl)."""
         return self._dir.metrics()
 
-    def evaluate(self, split: str = "test", *, bootstrap: int = 1000, ci_level: float = 0.95,
-                 device: str = "auto") -> dict:
+    def evaluate(self, split: str | None = None, *, bootstrap: int = 1000, ci_level: float = 0.95,
+                 device: str = "auto", dataset: str | None = None, data_root: str | Path | None = None,
+                 data_options: dict | None = None, class_map: str | dict | None = None, by=None,
+                 threshold: str | float | None = None) -> dict:
         """The metrics ``txkit evaluate --json`` prints (with confidence intervals and calibration); ``device``
-        auto runs on the GPU when there is one."""
-        if not isinstance(split, str) or not split.strip():
+        auto runs on the GPU when there is one. ``split``: default test.
+
+        External validation: ``dataset`` (a registered name) with ``data_root``, ``data_options`` and
+        ``class_map`` ("healthy=normal,sick=pneumonia" or a dict: the external class on the left, the run's on
+        the right) scores that dataset with the run's recorded intensity rule and image size (its test split,
+        else all of its images; ``split`` picks one, or "all"). ``by`` (a metadata column such as "sex", or a
+        list): per-subgroup metrics and the largest gap. ``threshold`` ("youden", "f1", "sensitivity=0.9",
+        "specificity=0.95" or a probability): per-class thresholds chosen on the val split, stored in the run for
+        ``predict``, with sensitivity, specificity, PPV and NPV at them. A bad argument raises TxkitError naming
+        it, before the network runs."""
+        if split is not None and (not isinstance(split, str) or not split.strip()):
             raise TxkitError(f"`split` must be a split name such as 'test', 'val' or 'train', got {_shown(split)}")
         if isinstance(bootstrap, bool) or not isinstance(bootstrap, int):
             raise TxkitError(f"`bootstrap` must be a whole number >= 0 of resamples (0: no intervals), e.g. 1000, "
@@ -100,19 +111,40 @@ class Run:
         if isinstance(ci_level, bool) or not isinstance(ci_level, (int, float)) or not math.isfinite(ci_level):
             raise TxkitError(f"`ci_level` must be a number strictly between 0 and 1, e.g. 0.95, got {_shown(ci_level)}")
         _device(device)
-        from txkit.run.evaluate import check_interval_options, evaluate_run
+        if dataset is not None and (not isinstance(dataset, str) or not dataset.strip()):
+            raise TxkitError(f"`dataset` must be a registered dataset name such as 'csv' "
+                             f"(txkit.list_entries('datasets')) or None, got {_shown(dataset)}")
+        _path("data_root", data_root, "the external dataset's folder or file", optional=True)
+        if data_options is not None and (not isinstance(data_options, dict) or
+                                         not all(isinstance(k, str) for k in data_options)):
+            raise TxkitError(f"`data_options` must be a dict of option names to values, e.g. "
+                             f"{{'subgroups': 'sex,age'}}, or None, got {_shown(data_options)}")
+        if class_map is not None and not isinstance(class_map, (str, dict)):
+            raise TxkitError(f"`class_map` must be 'EXTERNAL=RUN,...' or a dict {{external class: run class}}, got "
+                             f"{_shown(class_map)}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (str, int, float))):
+            raise TxkitError(f"`threshold` must be 'youden', 'f1', 'sensitivity=0.9', 'specificity=0.95' or a "
+                             f"probability such as 0.5, got {_shown(threshold)}")
+        from txkit.run.evaluate import check_by, check_interval_options, evaluate_run
 
         check_interval_options(bootstrap, ci_level)
-        return evaluate_run(self.path, split, bootstrap=bootstrap, ci_level=ci_level, device=device)
+        check_by(by)
+        return evaluate_run(self.path, split, bootstrap=bootstrap, ci_level=ci_level, device=device,
+                            dataset=dataset, data_root=data_root, data_options=data_options, class_map=class_map,
+                            by=by, threshold=threshold)
 
-    def predict(self, images, *, device: str = "auto") -> list[dict]:
+    def predict(self, images, *, device: str = "auto", threshold: str | float | None = None) -> list[dict]:
         """Classify image files (a path or a list of them): one dict per image with ``prediction``,
-        ``probability``, ``probabilities``."""
+        ``probability``, ``probabilities``; with the run's thresholds.json (``evaluate(threshold=...)``) or
+        ``threshold`` (a rule chosen on the val split now, or a probability; not stored) also ``decisions``."""
         files = _images(images)
         _device(device)
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (str, int, float))):
+            raise TxkitError(f"`threshold` must be 'youden', 'f1', 'sensitivity=0.9', 'specificity=0.95' or a "
+                             f"probability such as 0.5, got {_shown(threshold)}")
         from txkit.run.predict import predict_images
 
-        return predict_images(self.path, files, device=device)
+        return predict_images(self.path, files, device=device, threshold=threshold)
 
     def visualize(self, method: str, images=(), **options):
         """Run a visualizer on image files (a path or a list of them, or 2-D arrays; none for visualizers that

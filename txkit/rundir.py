@@ -4,7 +4,9 @@ A run directory holds ``config.json`` (the TrainConfig as given, the resolved va
 ``model.safetensors`` (the best checkpoint), ``metrics.jsonl`` / ``metrics.csv`` (one line per committed
 epoch), ``summary.json``, the resumable state ``checkpoint.safetensors`` + ``checkpoint.json``, and, once
 a run finished, ``predictions_test.npz`` (labels, logits, image ids and resampling groups, so reports and
-statistics need no model: plain numpy, no pickles).
+statistics need no model: plain numpy, no pickles). ``calibration.json`` (txkit calibrate) and
+``thresholds.json`` (``txkit evaluate --threshold``: per-class decision thresholds chosen on the val split, read
+by ``txkit predict``) come later, when asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from txkit.errors import TxkitError
-from txkit.storage import NotARunError, atomic_write_bytes, read_json, read_jsonl
+from txkit.storage import NotARunError, atomic_write_bytes, read_json, read_jsonl, write_json
 
 PREDICTIONS = "predictions_{split}.npz"
+METADATA_PREFIX = "metadata:"
 
 REPAIR = "restore it or train the run again"
 
@@ -35,6 +38,7 @@ class RunDir:
     CHECKPOINT = "checkpoint.safetensors"
     CHECKPOINT_STATE = "checkpoint.json"
     CALIBRATION = "calibration.json"
+    THRESHOLDS = "thresholds.json"
     RESOLVED_KEYS = ("num_classes", "classes", "task", "image_size")  # what evaluate, predict, visualize read
 
     def __init__(self, path: str | Path):
@@ -166,9 +170,11 @@ def predictions_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / PREDICTIONS.format(split=split)
 
 
-def save_predictions(run_dir: str | Path, split: str, y_true, logits, ids, groups=None) -> Path:
+def save_predictions(run_dir: str | Path, split: str, y_true, logits, ids, groups=None,
+                     metadata: dict | None = None) -> Path:
     """Write ``predictions_{split}.npz`` atomically: ``y_true`` (int labels, or float with NaN for multilabel),
-    ``logits`` (N, C) float32, ``ids`` and (when given) ``groups`` as fixed-width unicode arrays."""
+    ``logits`` (N, C) float32, ``ids``, (when given) ``groups`` and each ``metadata`` column (stored as
+    ``metadata:COLUMN``) as fixed-width unicode arrays."""
     y_true, logits = np.asarray(y_true), np.asarray(logits, dtype=np.float32)
     ids = _text(ids)
     if not (len(y_true) == len(logits) == len(ids)):
@@ -176,6 +182,8 @@ def save_predictions(run_dir: str | Path, split: str, y_true, logits, ids, group
     arrays = {"y_true": y_true, "logits": logits, "ids": ids}
     if groups is not None:
         arrays["groups"] = _text(groups)
+    for column, values in (metadata or {}).items():
+        arrays[f"{METADATA_PREFIX}{column}"] = _text(values)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path = predictions_path(run_dir, split)
@@ -189,8 +197,9 @@ def _text(values) -> np.ndarray:
 
 
 def load_predictions(run_dir: str | Path, split: str) -> dict | None:
-    """{"y_true", "logits", "ids", "groups" (None when not stored), "classes", "task", "split"} from the run's
-    ``predictions_{split}.npz`` and config.json, or None when the run stored no predictions of that split."""
+    """{"y_true", "logits", "ids", "groups" (None when not stored), "metadata" ({} when none), "classes", "task",
+    "split"} from the run's ``predictions_{split}.npz`` and config.json, or None when the run stored no
+    predictions of that split."""
     path = predictions_path(run_dir, split)
     if not path.exists():
         return None
@@ -198,7 +207,9 @@ def load_predictions(run_dir: str | Path, split: str) -> dict | None:
         with np.load(path, allow_pickle=False) as data:
             out = {"y_true": data["y_true"], "logits": data["logits"].astype(np.float64),
                    "ids": [str(i) for i in data["ids"]],
-                   "groups": data["groups"] if "groups" in data.files else None}
+                   "groups": data["groups"] if "groups" in data.files else None,
+                   "metadata": {k[len(METADATA_PREFIX):]: data[k] for k in data.files
+                                if k.startswith(METADATA_PREFIX)}}
     except (OSError, ValueError, KeyError) as exc:
         raise TxkitError(f"{path}: unreadable ({exc}); delete it and run `txkit evaluate {run_dir}` or train "
                          f"again") from None
@@ -217,4 +228,29 @@ def load_calibration(run_dir: str | Path) -> dict | None:
     temperature = data.get("temperature") if isinstance(data, dict) else None
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
         raise TxkitError(f"{path}: no positive temperature; {fix}")
+    return data
+
+
+# --- thresholds.json (txkit evaluate --threshold) -------------------------------------------------------------
+def save_thresholds(run_dir: str | Path, record: dict) -> Path:
+    """Write the run's decision thresholds atomically: {"rule", "fitted_on", "score", "n", "classes": {class:
+    {"threshold", ...}}} (txkit.run.thresholds makes the record)."""
+    path = Path(run_dir) / RunDir.THRESHOLDS
+    write_json(path, record)
+    return path
+
+
+def load_thresholds(run_dir: str | Path) -> dict | None:
+    """The run's thresholds.json, checked against its classes, or None when it has none."""
+    path = Path(run_dir) / RunDir.THRESHOLDS
+    if not path.exists():
+        return None
+    fix = f"delete it or choose them again with txkit evaluate {run_dir} --threshold youden"
+    data = read_json(path, fix)
+    classes = RunDir(run_dir).resolved()["classes"]
+    entries = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(entries, dict) or sorted(entries) != sorted(classes) or not all(
+            isinstance(e, dict) and isinstance(e.get("threshold"), (int, float)) and not isinstance(
+                e.get("threshold"), bool) for e in entries.values()):
+        raise TxkitError(f"{path}: not a threshold per class of the run ({', '.join(classes)}); {fix}")
     return data

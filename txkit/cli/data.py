@@ -178,6 +178,12 @@ def print_report(report: dict) -> None:
         table.add_row("studies", *(_count(s.get("studies")) for s in splits.values()))
     for cls in report["classes"]:
         table.add_row(escape(cls), *(_positives(s, cls) for s in splits.values()))
+    columns = list(dict.fromkeys(c for s in splits.values() for c in s.get("metadata", {})))
+    for column in columns:
+        values = list(dict.fromkeys(v for s in splits.values() for v in s.get("metadata", {}).get(column, {})))
+        for value in values:
+            table.add_row(escape(f"{column} = {value}"),
+                          *(_count(s.get("metadata", {}).get(column, {}).get(value, 0)) for s in splits.values()))
     console.print(table)
     console.print(_size_line(report["image_size"]))
     for split, stats in report.get("intensity", {}).items():

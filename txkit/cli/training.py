@@ -7,6 +7,7 @@ import json
 import click
 
 from txkit.cli.config_options import config_from_options, config_options, field_option
+from txkit.cli.options import complete_names, parse_key_values
 from txkit.errors import for_cli
 from txkit.config import TrainConfig
 
@@ -59,21 +60,44 @@ def _print_summary(run_dir, summary: dict) -> None:
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
-@click.option("--split", default="test", show_default=True, help="The split to evaluate: train, val or test.")
+@click.option("--split", default=None,
+              help="The split to evaluate: train, val or test (default test; an external dataset's test split, "
+                   "else all of its images; `all` for every image of an external dataset).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the confidence intervals (stratified; whole patients or studies "
                    "when the split has them); 0: no intervals.")
 @click.option("--ci-level", type=float, default=0.95, show_default=True, help="Confidence level, in (0, 1).")
+@click.option("--dataset", "dataset", default=None, metavar="NAME", shell_complete=complete_names("dataset"),
+              help="External validation: evaluate on this dataset instead of the run's, with the run's recorded "
+                   "intensity rule and image size; classes matched by name (see --class-map).")
+@click.option("--data-root", type=click.Path(), help="Where the external dataset lives (folder, CSV or .npz).")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Option of the external dataset, repeatable (e.g. --data-option subgroups=sex,age); without "
+                   "--dataset, added to the run's own dataset options (only ones that carry metadata).")
+@click.option("--class-map", default=None, metavar="A=B,...",
+              help="The external dataset's class A is the run's class B (e.g. healthy=normal,sick=pneumonia).")
+@click.option("--by", "by", multiple=True, metavar="COLUMN",
+              help="Per-subgroup metrics with intervals and the largest gap, by a metadata column (sex, age, "
+                   "view; repeatable or comma-separated).")
+@click.option("--threshold", default=None, metavar="RULE",
+              help="Choose per-class thresholds on the val split (youden, f1, sensitivity=0.9, specificity=0.95, "
+                   "or a fixed probability such as 0.5), store them in RUN/thresholds.json for txkit predict, and "
+                   "report sensitivity, specificity, PPV and NPV at them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics (and their intervals) as JSON.")
 @click.option("--device", default="auto", show_default=True,
               help="Where the network runs: auto (the GPU when there is one, with loader workers), cpu or cuda.")
-def evaluate_command(run_dir, split, bootstrap, ci_level, as_json, device):
+def evaluate_command(run_dir, split, bootstrap, ci_level, dataset, data_root, data_options, class_map, by,
+                     threshold, as_json, device):
     """Metrics of a run's best checkpoint on a split with confidence intervals, calibration (ECE, Brier),
-    and ROC-curve and reliability-diagram PNGs in the run directory."""
+    and ROC-curve and reliability-diagram PNGs in the run directory; on an external dataset (--dataset), by
+    subgroup (--by) and at operating points (--threshold)."""
     from txkit.run.evaluate import check_interval_options, evaluate_run
 
     check_interval_options(bootstrap, ci_level)
-    metrics = evaluate_run(run_dir, split, bootstrap=bootstrap, ci_level=ci_level, device=device)
+    options = parse_key_values(data_options, "--data-option")
+    metrics = evaluate_run(run_dir, split, bootstrap=bootstrap, ci_level=ci_level, device=device, dataset=dataset,
+                           data_root=data_root, data_options=options or None, class_map=class_map, by=list(by),
+                           threshold=threshold)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -99,8 +123,9 @@ def _print_evaluation(metrics: dict) -> None:
 
     console = Console()
     ci = metrics.get("ci")
-    table = _evaluation_table(metrics, ci)
-    Console(width=max(console.width, _natural_width(console, table))).print(table)
+    if "dataset" in metrics:
+        _print_external(console, metrics)
+    _print_wide(console, _evaluation_table(metrics, ci))
     if ci:
         drawn = f"; {ci['n_groups']} {ci['resampled']} drawn whole" if "n_groups" in ci else ""
         console.print(f"[{_level(ci)} CI]: {ci['method']}, {ci['n_resamples']} resamples, seed {ci['seed']}{drawn}")
@@ -124,8 +149,85 @@ def _print_evaluation(metrics: dict) -> None:
                       f"{', this split: optimistic' if calibrated['fitted_on'] == metrics['split'] else ''}): "
                       f"ECE {_fmt(calibrated['ece'])}, Brier {_fmt(calibrated['brier'])}, "
                       f"NLL {_fmt(calibrated['nll'])}")
+    if "operating_points" in metrics:
+        _print_operating(console, metrics["operating_points"], ci)
+    for analysis in metrics.get("subgroups", {}).values():
+        _print_subgroups(console, analysis, metrics, bool(ci))
     console.print(f"ROC curves: {metrics['roc_png']}")
     console.print(f"reliability diagram: {metrics['reliability_png']}")
+
+
+def _print_external(console, metrics: dict) -> None:
+    source = metrics["dataset"]
+    where = f" ({source['data_root']})" if source.get("data_root") else ""
+    mapped = ", ".join(f"{a} -> {b}" for a, b in source["class_map"].items())
+    console.print(f"external dataset {source['name']}{where}: {source['note']}"
+                  + (f"; classes mapped {mapped}" if mapped else ""), soft_wrap=True)
+    if source["absent_classes"]:
+        console.print(f"classes of the run without images here: {', '.join(source['absent_classes'])} (no metrics "
+                      f"for them; macro values over {', '.join(metrics['macro_over'])})", soft_wrap=True)
+
+
+def _print_operating(console, points: dict, ci: dict | None) -> None:
+    from rich.table import Table
+
+    where = ("fixed" if points["fitted_on"] is None else f"chosen on the {points['fitted_on']} split")
+    stored = ("read from " + points["source"]) if points["source"] != "chosen now" else f"stored in {points['path']}"
+    optimistic = ", this split: optimistic" if points["fitted_on"] == points["split"] else ""
+    console.print(f"operating points at the {points['rule']} thresholds ({where}{optimistic}; {stored}):",
+                  soft_wrap=True)
+    table = Table(box=None, header_style="bold")
+    columns = ("sensitivity", "specificity", "ppv", "npv")
+    for column in ("class", "threshold") + columns:
+        table.add_column(column if column not in ("ppv", "npv") else column.upper(),
+                         justify="left" if column == "class" else "right", no_wrap=True)
+    intervals = (points.get("ci") or {}) if ci else {}
+    for name, row in points["per_class"].items():
+        bounds = intervals.get(name, {})
+        table.add_row(name, _fmt(row["threshold"]), *[_with_ci(row[c], bounds.get(c)) for c in columns])
+    _print_wide(console, table)
+
+
+def _print_subgroups(console, analysis: dict, metrics: dict, with_ci: bool) -> None:
+    from rich.table import Table
+
+    column, groups = analysis["column"], analysis["subgroups"]
+    binary = metrics.get("operating_points") and len(metrics["classes"]) == 2 and "confusion_matrix" in metrics
+    positive = metrics["classes"][-1]
+    level = f"{analysis['level'] * 100:g} % CI" if with_ci else "no intervals"
+    console.print(f"by {column} ({level}, {analysis['method']}):", soft_wrap=True)
+    table = Table(box=None, header_style="bold")
+    headers = ["subgroup", "n"] + (["patients"] if any("n_groups" in g for g in groups.values()) else [])
+    headers += ["accuracy", "AUC"] + ([f"sensitivity {positive}", f"specificity {positive}"] if binary else [])
+    for header in headers:
+        table.add_column(header, justify="left" if header == "subgroup" else "right", no_wrap=True)
+    for name, g in groups.items():
+        cells = [name + (" (too small)" if g["too_small"] else ""), str(g["n"])]
+        cells += [str(g["n_groups"])] if "n_groups" in g else []
+        cells += [_with_ci(g["accuracy"], g["ci"]["accuracy"] if with_ci else None),
+                  _with_ci(g["auc"], g["ci"]["auc"] if with_ci else None)]
+        if binary:
+            ops, bounds = g["operating"][positive], g["ci"]["operating"][positive]
+            cells += [_with_ci(ops[m], bounds[m] if with_ci else None) for m in ("sensitivity", "specificity")]
+        table.add_row(*cells)
+    _print_wide(console, table)
+    shown = ["accuracy", "auc"] + ([f"sensitivity:{positive}", f"specificity:{positive}"] if binary else [])
+    parts = []
+    for metric in shown:
+        gap = analysis["gaps"][metric]
+        label = metric.replace("auc", "AUC").replace(":", " ")
+        if gap["between"]:
+            interval = _with_ci(gap["gap"], [gap["low"], gap["high"]] if with_ci else None)
+            parts.append(f"{label} {interval} ({gap['between'][0]} - {gap['between'][1]})")
+        else:
+            parts.append(f"{label} - ({gap['reason']})")
+    console.print(f"largest gap by {column}: " + "; ".join(parts), soft_wrap=True)
+
+
+def _print_wide(console, table) -> None:
+    from rich.console import Console
+
+    Console(width=max(console.width, _natural_width(console, table))).print(table)
 
 
 def _natural_width(console, table) -> int:
@@ -138,11 +240,17 @@ def _natural_width(console, table) -> int:
 def _evaluation_table(metrics: dict, ci: dict | None):
     from rich.table import Table
 
-    table = Table(title=f"{metrics['split']} split, {metrics['n']} images", box=None, header_style="bold")
+    title = f"{metrics['split']} split, {metrics['n']} images"
+    if "dataset" in metrics:
+        title = f"external {metrics['dataset']['name']}, {title}"
+    table = Table(title=title, box=None, header_style="bold")
     columns = ("precision", "recall", "f1", "auc")
     for column in ("class",) + columns + ("support",):
         table.add_column(column, justify="right" if column != "class" else "left", no_wrap=True)
     for name, row in metrics["per_class"].items():
+        if row.get("absent"):
+            table.add_row(name, *["-"] * len(columns), "absent")
+            continue
         bounds = ci["per_class"][name] if ci else {}
         table.add_row(name, *[_with_ci(row[c], bounds.get(c)) for c in columns], str(row["support"]))
     table.add_row("[bold]macro[/bold]", *[_with_ci(metrics[c], ci and ci[c]) for c in columns], "")
@@ -152,21 +260,29 @@ def _evaluation_table(metrics: dict, ci: dict | None):
 @click.command("predict")
 @click.argument("run_dir", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--threshold", default=None, metavar="RULE",
+              help="Decide each class at these thresholds instead of the run's thresholds.json: youden, f1, "
+                   "sensitivity=0.9, specificity=0.95 (chosen on the val split now, not stored) or a probability.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list with every class probability.")
 @click.option("--device", default="auto", show_default=True,
               help="Where the network runs: auto (the GPU when there is one, with loader workers), cpu or cuda.")
-def predict_command(run_dir, images, as_json, device):
+def predict_command(run_dir, images, threshold, as_json, device):
     """Classify single images with a run's best checkpoint; with calibration.json (txkit calibrate) also the
-    temperature-scaled probabilities."""
+    temperature-scaled probabilities, with thresholds.json (txkit evaluate --threshold) or --threshold also the
+    classes each image is positive for at the thresholds."""
     from txkit.run.predict import predict_images
 
-    results = predict_images(run_dir, list(images), device=device)
+    results = predict_images(run_dir, list(images), device=device, threshold=threshold)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
         calibrated = f"; calibrated {r['calibrated_probability']:.3f}" if "calibrated_probability" in r else ""
-        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.3f}{calibrated})")
+        decided = ""
+        if "decisions" in r:
+            positive = [c for c, yes in r["decisions"].items() if yes]
+            decided = f"; positive at the {r['threshold_rule']} thresholds: {', '.join(positive) or 'none'}"
+        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.3f}{calibrated}){decided}")
 
 
 @click.command("inspect")

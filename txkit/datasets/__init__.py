@@ -7,7 +7,7 @@ A dataset plugin imports only from here, :mod:`txkit.options`, :mod:`txkit.error
 * from ``txkit.datasets.files``: ``require_dir(root, layout)`` (``--data-root`` as a folder, or a one-line
   error showing ``layout``), ``list_images(folder)``, ``load_image(path)`` (``load_gray`` with the advice
   of a dataset read from files), ``file_split(paths, labels, groups=None, *, ids=, studies=, transform=,
-  transform_key=)`` (the file-backed split: decoded once into the disk image cache, read by loader workers
+  transform_key=, metadata=)`` (the file-backed split: decoded once into the disk image cache, read by loader workers
   through the batch ring), ``group_split(n, groups, strata,
   seed, val, test)`` (seeded, patient-disjoint, class-proportional indices), ``drop_unreadable(paths,
   *columns)`` and ``readable(path)`` (for ``skip_bad_images``), ``as_bool(value)``.

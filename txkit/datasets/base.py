@@ -34,13 +34,19 @@ class Split:
     (:mod:`txkit.data.cache`): a split without them is never cached on disk. ``transform_key`` names, with its
     parameters, whatever ``load`` and ``read`` do to a file's pixels (a crop); it enters that key. A split with
     ``sources`` promises that its pixels follow from those files and that key alone.
+
+    ``metadata`` is optional per-image information for subgroup analysis (``txkit evaluate --by sex``): a dict
+    of column name -> one value per image (sex, an age bin, the view), as strings; missing values are best given
+    as ``"unknown"`` (:mod:`txkit.datasets.metadata` bins ages). It never reaches training. ``split.metadata``
+    is always a dict (empty without metadata), and :meth:`subset` carries it.
     """
 
     def __init__(self, load: Callable[[int], np.ndarray], labels: np.ndarray,
                  groups: Sequence[str] | None = None, ids: Sequence[str] | None = None,
                  studies: Sequence[str] | None = None,
                  read: Callable[[int], tuple[np.ndarray, dict]] | None = None,
-                 sources: Sequence[str] | None = None, transform_key: str | None = None):
+                 sources: Sequence[str] | None = None, transform_key: str | None = None,
+                 metadata: dict[str, Sequence] | None = None):
         self._load = load
         self._read = read
         self.sources = list(sources) if sources is not None else None
@@ -51,6 +57,7 @@ class Split:
         self.named = ids is not None
         self.ids = list(ids) if ids is not None else [str(i) for i in range(len(self.labels))]
         self.studies = np.asarray(studies) if studies is not None else None
+        self.metadata = _metadata(metadata, len(self.labels))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -74,9 +81,68 @@ class Split:
                      self.studies[indices] if self.studies is not None else None,
                      read=(lambda i: read(int(indices[i]))) if read is not None else None,
                      sources=[self.sources[i] for i in indices] if self.sources is not None else None,
-                     transform_key=self.transform_key)
+                     transform_key=self.transform_key,
+                     metadata={column: values[indices] for column, values in self.metadata.items()})
         part.named = self.named
         return part
+
+    def with_labels(self, labels) -> "Split":
+        """The same images (pixels, ids, groups, metadata) with other labels: an external dataset's labels in a
+        run's class order (:mod:`txkit.run.external`)."""
+        labels = np.asarray(labels)
+        if len(labels) != len(self):
+            raise ValueError(f"{len(labels)} labels for a split of {len(self)} images")
+        part = self.subset(np.arange(len(self)))
+        part.labels = labels
+        return part
+
+
+def concat_splits(parts: Sequence[Split]) -> Split:
+    """One split holding the images of ``parts`` in order (every split of a dataset, for an external evaluation
+    on all of its images). Groups, studies, sources and metadata columns are kept where every part has them."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("concat_splits needs at least one split")
+    owner = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
+    local = np.concatenate([np.arange(len(p), dtype=np.int64) for p in parts])
+
+    def load(i: int) -> np.ndarray:
+        return parts[owner[i]].image(int(local[i]))
+
+    def read(i: int) -> tuple[np.ndarray, dict]:
+        return parts[owner[i]].values(int(local[i]))
+
+    def joined(attribute: str):
+        values = [getattr(p, attribute) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate([np.asarray(v) for v in values])
+
+    keys = {p.transform_key for p in parts}
+    sources = None if any(p.sources is None for p in parts) or len(keys) > 1 else \
+        [s for p in parts for s in p.sources]
+    columns = [c for c in parts[0].metadata if all(c in p.metadata for p in parts)]
+    whole = Split(load, np.concatenate([p.labels for p in parts]), joined("groups"),
+                  [i for p in parts for i in p.ids], joined("studies"), read=read, sources=sources,
+                  transform_key=next(iter(keys)) if sources is not None else None,
+                  metadata={c: np.concatenate([np.asarray(p.metadata[c]) for p in parts]) for c in columns})
+    whole.named = all(p.named for p in parts)
+    return whole
+
+
+def _metadata(metadata, n: int) -> dict[str, np.ndarray]:
+    """Checked per-image metadata: a dict of column -> array of ``n`` values."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"Split(metadata=...) must be a dict of column -> one value per image, got "
+                        f"{type(metadata).__name__}")
+    out = {}
+    for column, values in metadata.items():
+        values = np.asarray(values)
+        if values.ndim != 1 or len(values) != n:
+            raise ValueError(f"Split metadata column {column!r} has shape {values.shape} for {n} images; give one "
+                             f"value per image")
+        out[str(column)] = values
+    return out
 
 
 @dataclass

@@ -60,7 +60,8 @@ def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], 
 
 def file_split(paths: Sequence[str | Path], labels, groups=None, missing: str = MISSING_ADVICE, *,
                ids: Sequence[str] | None = None, studies: Sequence[str] | None = None,
-               transform: Callable[[np.ndarray], np.ndarray] | None = None, transform_key: str | None = None) -> Split:
+               transform: Callable[[np.ndarray], np.ndarray] | None = None, transform_key: str | None = None,
+               metadata: dict[str, Sequence] | None = None) -> Split:
     """A :class:`Split` whose images are the files ``paths`` (one per label): the way to build a file-backed split.
 
     The split reads each file as txkit reads any image file (:func:`load_gray` for ``image``,
@@ -75,7 +76,8 @@ def file_split(paths: Sequence[str | Path], labels, groups=None, missing: str = 
     naming it and its parameters (``"centre-crop:200,resize:224"``) that enters the cache key: change the
     parameters, change the key, or the cache serves images made by the old transform. A dataset that changes
     pixels in its own ``load`` and builds :class:`Split` itself without ``sources`` is not disk-cached.
-    ``missing`` is the advice appended to a missing file's error.
+    ``missing`` is the advice appended to a missing file's error. ``metadata``: per-image columns for subgroup
+    analysis (:class:`Split`).
     """
     if transform is not None and not transform_key:
         raise TypeError("file_split(transform=...) needs transform_key: a string naming the transform and its "
@@ -94,7 +96,7 @@ def file_split(paths: Sequence[str | Path], labels, groups=None, missing: str = 
         return (values, info) if transform is None else (transform(values), info)
 
     return Split(load, np.asarray(labels), groups, names if ids is None else ids, studies, read=read,
-                 sources=names, transform_key=transform_key)
+                 sources=names, transform_key=transform_key, metadata=metadata)
 
 
 def group_split(n: int, groups: Sequence | None, strata: np.ndarray, seed: int,

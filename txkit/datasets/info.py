@@ -7,7 +7,8 @@ the 8-bit grey otherwise (also for datasets whose ids are not file paths, e.g. m
 
 Counts come from the labels alone, so they cost nothing even for CheXpert's 223,414 rows; only the sampled
 images are opened. For multi-label data a label counts as positive when it is >= 0.5; NaN labels (ignored in the
-loss, e.g. CheXpert U-Ignore) are reported as ``ignored`` and soft labels in (0, 1) as ``soft``.
+loss, e.g. CheXpert U-Ignore) are reported as ``ignored`` and soft labels in (0, 1) as ``soft``. A split with
+per-image metadata (``Split.metadata``) also gets the images of each subgroup under ``metadata``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,13 @@ def split_info(split: Split, dataset: TxDataset) -> dict:
     if split.studies is not None:
         out["studies"] = _count_unique(split.studies)
         out["study_positives"] = study_positives(split, dataset)
+    if split.metadata:  # subgroup sizes, to see before `txkit evaluate --by` which ones can have an interval
+        from txkit.stats.subgroups import subgroup_order
+
+        out["metadata"] = {}
+        for column, values in split.metadata.items():
+            values = np.asarray(values).astype(str)
+            out["metadata"][column] = {name: int((values == name).sum()) for name in subgroup_order(values)}
     return out
 
 

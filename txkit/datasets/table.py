@@ -20,6 +20,7 @@ from pydantic import model_validator
 
 from txkit.datasets.base import TxDataset
 from txkit.datasets.files import drop_unreadable, file_split, group_split
+from txkit.datasets.metadata import AGE_BINS, bin_ages, parse_age_bins, subgroup_values
 from txkit.errors import DataError
 from txkit.options import Field, Options, check_fractions, validate_options
 
@@ -53,6 +54,12 @@ class CsvOptions(Options):
                                   "txkit train --skip-bad-images sets it")
     image_size: Optional[int] = Field(None, ge=1, description="suggested input size in pixels for training "
                                       "(recorded in the dataset info)")
+    subgroups: Optional[str] = Field(None, description="columns carried as per-image metadata for subgroup "
+                                     "analysis (txkit evaluate --by), comma-separated, e.g. sex,age,view; empty "
+                                     "cells are 'unknown'")
+    age_column: str = Field("age", description="the subgroups column holding ages in years, binned by age_bins")
+    age_bins: str = Field(AGE_BINS, description="edges of the age bins, comma-separated: 40,60 gives <40, 40-59 "
+                          "and >=60 (each bin holds its lower edge)")
 
     _fractions = model_validator(mode="after")(check_fractions)
 
@@ -78,21 +85,39 @@ def build(root=None, **options) -> TxDataset:
         names, labels, task = _labels(table, rows, label_column, classes)
     groups = [row[group_column] for row in rows] if group_column in header else None
     given = _given_splits(table, rows, split_column) if split_column in header else None
+    metadata = _metadata(table, rows, header, o["subgroups"], o["age_column"], o["age_bins"])
     skipped = 0
     if skip_bad_images:
-        paths, (labels, groups, given), skipped = drop_unreadable(
-            paths, list(labels), groups or [None] * len(paths), given or [None] * len(paths))
+        paths, (labels, groups, given, *kept), skipped = drop_unreadable(
+            paths, list(labels), groups or [None] * len(paths), given or [None] * len(paths), *metadata.values())
         labels = np.asarray(labels)
         groups = groups if group_column in header else None
         given = given if split_column in header else None
+        metadata = {column: np.asarray(values, dtype=str) for column, values in zip(metadata, kept)}
     indices = _split_indices(table, given, groups, labels, task, int(seed), float(val_fraction), float(test_fraction))
     splits = {name: file_split([paths[i] for i in idx], np.asarray(labels)[idx],
-                               [groups[i] for i in idx] if groups else None, MISSING)
+                               [groups[i] for i in idx] if groups else None, MISSING,
+                               metadata={column: values[idx] for column, values in metadata.items()})
               for name, idx in indices.items() if len(idx) or name == "train"}
     info = {"csv": str(table), "skipped_images": skipped}
     if image_size:
         info["image_size"] = int(image_size)
     return TxDataset("csv", names, splits, task=task, description=f"images listed in {table}", info=info)
+
+
+def _metadata(table: Path, rows: list[dict], header: list[str], subgroups: str | None, age_column: str,
+              age_bins: str) -> dict[str, np.ndarray]:
+    """The `subgroups` columns as subgroup names per row; the age column binned by `age_bins`."""
+    edges = parse_age_bins(age_bins)
+    if not subgroups:
+        return {}
+    columns = [c.strip() for c in subgroups.split(",") if c.strip()]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{table}: `data_options` subgroups names {missing[0]!r}, which is not a column; the "
+                        f"columns are {','.join(header)}")
+    return {c: bin_ages([row[c] for row in rows], edges) if c.lower() == age_column.lower()
+            else subgroup_values([row[c] for row in rows]) for c in columns}
 
 
 def _csv_path(root) -> Path:

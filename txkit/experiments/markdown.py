@@ -60,8 +60,9 @@ def percent(level: float) -> str:
 
 def report_markdown(report: dict) -> str:
     parts = [f"# Experiment report: {report['experiment']}", _counts(report), _test_table(report),
-             _interval_table(report), _plateau_table(report), _wilcoxon_section(report), _paired_section(report),
-             _slopes_section(report), _failures(report), _plots(report)]
+             _interval_table(report), _external_section(report), _subgroup_section(report), _plateau_table(report),
+             _wilcoxon_section(report), _paired_section(report), _slopes_section(report), _failures(report),
+             _plots(report)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -106,6 +107,71 @@ def _interval_table(report: dict) -> str:
             f"when the dataset has them), and DeLong's interval of the macro AUC. They show how much one "
             "run's numbers move with the test sample; the ± std above shows how much they move with the "
             "seed.\n\n" + table(header, body) + (f"\n{missing}" if missing else ""))
+
+
+def _validation_label(row: dict, shown: list[str]) -> list[str]:
+    return [str(row[c]) for c in shown] + [f"{row['fraction']:g}", str(row["seed"])]
+
+
+def _external_section(report: dict) -> str:
+    rows = report.get("external") or []
+    if not rows:
+        return ""
+    shown = _coordinates(report["cells"])
+    level = percent(report["level"])
+    header = shown + ["fraction", "seed", "external", "n", "AUC internal", "AUC external", "AUC drop",
+                      "accuracy internal", "accuracy external", "accuracy drop"]
+    body, problems = [], []
+    for row in rows:
+        if row.get("error"):
+            problems.append(f"- `{row['run']}` on {row['external']}: {row['error']}")
+            continue
+        cells = _validation_label(row, shown) + [row["external"], f"{row['n_internal']} / {row['n_external']}"]
+        for metric in ("auc", "accuracy"):
+            cells += [with_ci(*(row[f"{side}_{metric}{end}"] for end in ("", "_low", "_high")))
+                      for side in ("internal", "external")]
+            cells.append(signed_ci(*(row[f"drop_{metric}{end}"] for end in ("", "_low", "_high"))))
+        body.append(cells)
+    absent = sorted({(row["external"], row["absent"]) for row in rows if row.get("absent")})
+    notes = "".join(f"\n- {label}: the runs' class(es) {classes} have no images there; its macro values average "
+                    f"over the others." for label, classes in absent)
+    return (f"## External validation\n\nEach cell's run of the interval table, scored on each [external] dataset "
+            f"in its own classes, with the intervals of its internal test split beside ({level}, "
+            f"{rows[0].get('method', 'bootstrap')}, {report['resamples']} resamples, whole patients when the "
+            "data have them). Drop = internal − external: positive when the model does worse on the external data; "
+            "its interval comes from bootstrapping both test sets independently. n = internal / external images."
+            "\n\n" + (table(header, body) if body else "") + notes
+            + ("\n" + "\n".join(problems) if problems else ""))
+
+
+def _subgroup_section(report: dict) -> str:
+    rows = report.get("subgroups") or []
+    if not rows:
+        return ""
+    shown = _coordinates(report["cells"])
+    level = percent(report["level"])
+    header = shown + ["fraction", "seed", "data", "subgroup", "n", "accuracy", "AUC"]
+    gaps_header = shown + ["fraction", "seed", "data", "by", "accuracy gap", "between", "AUC gap", "between"]
+    body, gaps, problems = [], [], []
+    for row in rows:
+        if row.get("error"):
+            problems.append(f"- `{row['run']}` on {row['data']} by {row['by']}: {row['error']}")
+            continue
+        for name, g in row["subgroups"].items():
+            label = f"{row['by']} = {name}" + (" (too small)" if g["too_small"] else "")
+            body.append(_validation_label(row, shown) + [row["data"], label, str(g["n"])]
+                        + [with_ci(g[m], g[f"{m}_low"], g[f"{m}_high"]) for m in ("accuracy", "auc")])
+        gaps.append(_validation_label(row, shown) + [row["data"], row["by"]]
+                    + [x for m in ("accuracy", "auc")
+                       for x in (with_ci(row[f"gap_{m}"], row[f"gap_{m}_low"], row[f"gap_{m}_high"]),
+                                 row[f"gap_{m}_between"])])
+    return (f"## Subgroups\n\nPer subgroup of each [report] by column, on the internal test split (`test`) and "
+            f"on each [external] dataset, with {level} intervals from resamples of the whole set restricted to "
+            "the subgroup. A subgroup with fewer than 2 images of a class, or whose interval rests on fewer than "
+            "half of the resamples, is too small: no interval, and no part in the gap. The largest gap is the "
+            "highest minus the lowest subgroup, with the interval of the same two subgroups' difference."
+            "\n\n" + (table(header, body) + "\n\n" + table(gaps_header, gaps) if body else "")
+            + ("\n" + "\n".join(problems) if problems else ""))
 
 
 def _plateau_table(report: dict) -> str:

@@ -30,7 +30,9 @@ from txkit.errors import TxkitError
 from txkit.rundir import RunDir
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun
 from txkit.experiments.predictions import predictions_of_test_split
-from txkit.experiments.spec import Checker, ReportOptions, apply_overrides, parse_report_options, read_toml
+from txkit.experiments.spec import (Checker, ReportOptions, apply_overrides, load_external, parse_report_options,
+                                   read_toml)
+from txkit.experiments.validation import external_rows, subgroup_csv_rows, subgroup_rows
 from txkit.experiments.state import DONE, ExperimentState
 
 METRICS = ("accuracy", "precision", "recall", "f1", "auc")
@@ -69,7 +71,7 @@ class RunRecord:
 
 def build_report(root: str | Path) -> dict:
     """Write DIR/report/{results.md, results.csv, runs.csv, wilcoxon.csv, paired.csv, slopes.csv, report.json,
-    *.png}."""
+    *.png}, and with [external] tables external.csv, with [report] by subgroups.csv."""
     from txkit.experiments import plots
     from txkit.experiments.markdown import add_sentences
 
@@ -83,6 +85,11 @@ def build_report(root: str | Path) -> dict:
     paired = paired_tests(cells, pairs, root)
     add_sentences(paired, rows)
     slopes = robustness_slopes(cells)
+    externals = load_external(root)
+    chosen = [(key, first, record_predictions(first)) for key, first in
+              ((key, first_tested(runs)) for key, runs in cells.items()) if first is not None]
+    external = external_rows(chosen, externals, LEVEL, RESAMPLES) if externals else []
+    subgroups = subgroup_rows(chosen, externals, options, LEVEL, RESAMPLES) if options.by else []
     out = root / REPORT_DIR
     out.mkdir(exist_ok=True)
     figures = plots.make_plots(out, records, rows, slopes, options.roc, record_predictions)
@@ -90,7 +97,8 @@ def build_report(root: str | Path) -> dict:
               "runs": run_counts(records, plan), "cells": rows, "wilcoxon": comparisons, "paired": paired,
               "level": LEVEL, "resamples": RESAMPLES, "slopes": slopes, "plots": [p.name for p in figures],
               "failed": failures(records, plan, state),
-              "no_predictions": [{"run": r.id, "error": r.prediction_error} for r in records if r.prediction_error]}
+              "no_predictions": [{"run": r.id, "error": r.prediction_error} for r in records if r.prediction_error],
+              "external": external, "subgroups": subgroups}
     write_outputs(out, report, records)
     return report
 
@@ -356,10 +364,16 @@ INTERVAL_KEYS = [f"ci_{m}{end}" for m in METRICS for end in ("", "_low", "_high"
     ["ci_auc_delong_low", "ci_auc_delong_high"]
 
 
+def first_tested(runs: list[RunRecord]) -> RunRecord | None:
+    """The cell's run of its first finished seed with test predictions: the one its intervals, external
+    validation and subgroup tables show."""
+    return next((r for r in sorted(runs, key=lambda r: r.seed) if record_predictions(r) is not None), None)
+
+
 def cell_intervals(runs: list[RunRecord]) -> dict:
     """The 95 % intervals of the cell's first finished seed with test predictions (NaN when there is none):
     ci_seed, ci_method, ci_METRIC (that run's value), ci_METRIC_low/high, ci_auc_delong_low/high."""
-    first = next((r for r in sorted(runs, key=lambda r: r.seed) if record_predictions(r) is not None), None)
+    first = first_tested(runs)
     if first is None:
         return {"ci_seed": None, "ci_method": "", **{k: math.nan for k in INTERVAL_KEYS}}
     return {"ci_seed": first.seed, **run_intervals(record_predictions(first))}
@@ -469,6 +483,10 @@ def write_outputs(out: Path, report: dict, records: list[RunRecord]) -> None:
     _write_csv(out / "wilcoxon.csv", [{k: v for k, v in row.items() if k != "seeds"} for row in report["wilcoxon"]])
     _write_csv(out / "paired.csv", paired_rows(report["paired"]))
     _write_csv(out / "slopes.csv", report["slopes"])
+    if report["external"]:
+        _write_csv(out / "external.csv", report["external"])
+    if report["subgroups"]:
+        _write_csv(out / "subgroups.csv", subgroup_csv_rows(report["subgroups"]))
     (out / "results.md").write_text(report_markdown(report))
     write_json(out / "report.json", report)
 
@@ -499,7 +517,7 @@ def _run_row(record: RunRecord) -> dict:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as fh:
-        if rows:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        if rows:  # every key of every row: a row with an error has other columns than the others
+            writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
             writer.writeheader()
             writer.writerows(rows)

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from txkit.errors import TxkitError
 from txkit.experiments.executors import active_runs, run_here, run_in_pool
 from txkit.experiments.plan import PLAN_FILE, Plan, PlanError, PlannedRun, expand, slug
-from txkit.experiments.spec import check_data_roots, load_experiment
+from txkit.experiments.spec import check_data_roots, check_external, load_experiment, save_external
 from txkit.experiments.state import DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, ExperimentState
 from txkit.rundir import RunDir
 
@@ -51,6 +51,7 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
     overrides = dict(overrides or {})
     experiment = load_experiment(path, overrides)
     check_data_roots(experiment)
+    check_external(experiment)
     root = Path(out or Path("experiments") / slug(experiment.name)).resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,7 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
         _check_name_lengths(plan, root)
         _copy_file(Path(path), root)
         plan.save(root)
+        save_external(root, experiment)
         state = ExperimentState.load(root, rebuild=True)  # a damaged state.json: every run is found again
         todo = [run for run in plan.runs if not _finished(state, run, root)]
         try:

@@ -6,6 +6,7 @@ Every problem is reported as one line naming the file, the table and the field. 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +22,15 @@ except ModuleNotFoundError:  # Python 3.10
         tomllib = None
 
 STAGE_REF = "stage:"
-TABLES = ("experiment", "defaults", "stages", "target", "grid", "report", "executor")
+TABLES = ("experiment", "defaults", "stages", "target", "grid", "report", "executor", "external")
 AXES = {"strategy": "strategies", "colorizer": "colorizers", "backbone": "backbones", "seed": "seeds",
         "fraction": "fractions"}
 GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions")
-REPORT_KEYS = ("compare", "plateau", "roc")
+REPORT_KEYS = ("compare", "plateau", "roc", "by", "data_options")
+# [external.LABEL]: a dataset every cell is also scored on (external validation); written to EXTERNAL_FILE when the
+# experiment runs, with its paths absolute, for the report.
+EXTERNAL_KEYS = ("dataset", "data_root", "data_options", "class_map", "split")
+EXTERNAL_FILE = "external.json"
 # [executor]: where the grid's runs go with --executor slurm or submitit-local (the --slurm-* options).
 EXECUTOR_KEYS = ("partition", "account", "gpus_per_task", "cpus_per_task", "time", "array_parallelism")
 RUN_REFERENCES = ("weights", "colorizer_from")  # fields that may name an earlier stage
@@ -65,6 +70,29 @@ class ReportOptions:
     compare: list[tuple[str, str]] | None = None  # None: the default pairs (see report.default_pairs)
     plateau: float = 0.5  # share of the last phase's epochs taken as the validation plateau
     roc: bool = True
+    by: list[str] = field(default_factory=list)  # metadata columns of the subgroup tables (sex, age, view)
+    data_options: dict = field(default_factory=dict)  # added to the runs' dataset options to read metadata
+
+
+@dataclass
+class ExternalDataset:
+    """One [external.LABEL] table: a dataset every cell's run is scored on, in the run's classes."""
+
+    label: str
+    dataset: str
+    data_root: str | None = None
+    data_options: dict = field(default_factory=dict)
+    class_map: dict = field(default_factory=dict)  # external class -> run class
+    split: str | None = None  # None: its test split, else all of its images
+
+    @property
+    def key(self) -> str:
+        """A short digest of the whole entry: stored predictions are kept per entry and redone when it changes."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -82,6 +110,7 @@ class Experiment:
     fractions: list[float]
     report: ReportOptions
     executor: dict = field(default_factory=dict)  # [executor], checked: see parse_executor_options
+    external: list[ExternalDataset] = field(default_factory=list)  # [external.LABEL] tables
 
     def strategy(self, label: str) -> StrategyEntry:
         return next(s for s in self.strategies if s.label == label)
@@ -166,7 +195,8 @@ def _build(check: Checker, data: dict) -> Experiment:
         backbones=check.names("[grid] backbones", grid.get("backbones", [default_backbone])),
         seeds=_seeds(check, grid.get("seeds", [0])), fractions=_fractions(check, grid.get("fractions", [1.0])),
         report=parse_report_options(check, data.get("report", {})),
-        executor=parse_executor_options(check, data.get("executor", {})))
+        executor=parse_executor_options(check, data.get("executor", {})),
+        external=parse_external(check, data.get("external", {})))
 
 
 def _stages(check: Checker, table: dict) -> dict[str, Stage]:
@@ -245,7 +275,82 @@ def parse_report_options(check: Checker, table: dict) -> ReportOptions:
         if not isinstance(table["roc"], bool):
             check.fail("[report] roc", f"must be true or false, got {table['roc']!r}")
         options.roc = table["roc"]
+    if "by" in table:
+        value = table["by"]
+        options.by = check.names("[report] by", [value] if isinstance(value, str) else value)
+    if "data_options" in table:
+        options.data_options = _options_table(check, "[report] data_options", table["data_options"])
     return options
+
+
+def _options_table(check: Checker, where: str, value) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+        check.fail(where, f"must be a table of option = value, e.g. {{ subgroups = \"sex,age\" }}, got {value!r}")
+    return dict(value)
+
+
+def parse_external(check: Checker, table: dict) -> list[ExternalDataset]:
+    """[external.LABEL] tables: dataset (required), data_root, data_options, class_map, split."""
+    from txkit.run.external import parse_class_map
+
+    out = []
+    for label, entry in table.items():
+        where = f"[external.{label}]"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+            check.fail(where, "the label may hold letters, digits, '_', '.' and '-' only (it names files)")
+        if not isinstance(entry, dict):
+            check.fail(where, "must be a table, e.g. [external.nih] with dataset = \"csv\" and data_root = \"PATH\"")
+        entry = check.keys(where, entry, EXTERNAL_KEYS)
+        if not isinstance(entry.get("dataset"), str) or not entry["dataset"].strip():
+            check.fail(where, "dataset = \"NAME\" is required: the registered dataset to score the runs on")
+        check.registered(where, {"dataset": entry["dataset"]})
+        root = entry.get("data_root")
+        if root is not None and (not isinstance(root, str) or not root.strip()):
+            check.fail(where, f"data_root must be a path, got {root!r}")
+        split = entry.get("split")
+        if split is not None and (not isinstance(split, str) or not split.strip()):
+            check.fail(where, f"split must be a split name (train, val, test) or all, got {split!r}")
+        try:
+            class_map = parse_class_map(entry.get("class_map"))
+        except TxkitError as exc:
+            check.fail(where, for_config(str(exc)))
+        options = _options_table(check, f"{where} data_options", entry.get("data_options", {}))
+        out.append(ExternalDataset(label, entry["dataset"].strip(), check._absolute("data_root", root), options,
+                                   class_map, split))
+    return out
+
+
+def check_external(experiment: Experiment) -> None:
+    """Before anything trains: each [external] dataset builds, its class_map names its classes and its images
+    are there (the class_map's run classes are checked when the report scores the runs)."""
+    from txkit.run.external import probe_external
+
+    check = Checker(experiment.path)
+    for entry in experiment.external:
+        try:
+            probe_external(entry.dataset, entry.data_root, entry.data_options, entry.class_map, entry.split)
+        except TxkitError as exc:
+            check.fail(f"[external.{entry.label}]", for_config(str(exc)))
+
+
+def save_external(root: Path, experiment: Experiment) -> None:
+    """EXTERNAL_FILE in the experiment directory: the [external] tables as the report reads them."""
+    from dataclasses import asdict
+
+    from txkit.storage import write_json
+
+    write_json(Path(root) / EXTERNAL_FILE, [asdict(e) for e in experiment.external])
+
+
+def load_external(root: Path) -> list[ExternalDataset]:
+    """The [external] tables the experiment last ran with (none for directories from before them)."""
+    from txkit.storage import read_json
+
+    path = Path(root) / EXTERNAL_FILE
+    if not path.exists():
+        return []
+    data = read_json(path, "delete it and run `txkit experiment run` again to write it")
+    return [ExternalDataset(**entry) for entry in data]
 
 
 def parse_executor_options(check: Checker, table: dict) -> dict:
@@ -320,7 +425,9 @@ def _setting_tables(experiment: Experiment) -> list[tuple[str, dict]]:
 def check_data_roots(experiment: Experiment) -> None:
     """Before anything trains: a missing data root would fail every run that reads it."""
     check = Checker(experiment.path)
-    for where, settings in _setting_tables(experiment):
+    tables = _setting_tables(experiment) + [(f"[external.{e.label}]", {"data_root": e.data_root})
+                                            for e in experiment.external]
+    for where, settings in tables:
         root = settings.get("data_root")
         if isinstance(root, str) and not Path(root).exists():
             table = where[1:-1] if where.endswith("]") else None  # a strategies entry cannot be --set

@@ -114,7 +114,8 @@ def output_path(run: RunDir, format: str, out) -> Path:
                              f"file {path.with_suffix(SUFFIXES[format][0]).name} or use `format` {other}")
     run_files = {(run.path / name).resolve() for name in (RunDir.CONFIG, RunDir.WEIGHTS, RunDir.METRICS,
                                                           RunDir.METRICS_CSV, RunDir.SUMMARY, RunDir.CHECKPOINT,
-                                                          RunDir.CHECKPOINT_STATE, RunDir.CALIBRATION)}
+                                                          RunDir.CHECKPOINT_STATE, RunDir.CALIBRATION,
+                                                          RunDir.THRESHOLDS)}
     for written in (path, sidecar_path(path)):
         if written.resolve() in run_files:
             raise TxkitError(f"`out` {path}: would overwrite the run's {written.name}; choose another `out`")

@@ -15,8 +15,9 @@ from txkit.datasets.base import TxDataset
 from txkit.datasets.intensity import InputCheck, load_file
 from txkit.datasets.pixels import as_float
 from txkit.errors import TxkitError
-from txkit.rundir import load_calibration
+from txkit.rundir import load_calibration, load_thresholds
 from txkit.run.load import open_run, recorded_rule
+from txkit.run.thresholds import check_val, decisions, parse_threshold, threshold_values, thresholds_record
 from txkit.stats import apply_temperature
 from txkit.training.engine import load_dataset
 from txkit.training.metrics import probabilities
@@ -57,17 +58,22 @@ def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64
 
 
 @torch.no_grad()
-@torch.no_grad()
-def predict_images(run_dir: str | Path, images: list[str], *, device: str = "auto") -> list[dict]:
+def predict_images(run_dir: str | Path, images: list[str], *, device: str = "auto", threshold=None) -> list[dict]:
     """Per image: the top class and its raw probability, all raw probabilities, and with calibration.json
-    also the temperature-scaled ``calibrated_probability`` and ``calibrated_probabilities``."""
+    also the temperature-scaled ``calibrated_probability`` and ``calibrated_probabilities``. With thresholds
+    (the run's thresholds.json, or ``threshold``: a rule chosen now on the val split, or a fixed probability;
+    not stored) also ``decisions``: per class, whether the raw probability reaches the class's threshold."""
+    spec = parse_threshold(threshold) if threshold is not None else None
+    record = load_thresholds(run_dir) if spec is None else None
     loaded = open_run(run_dir)
-    runtime = Runtime.for_inference(device, num_workers=0)
-    model = runtime.place(loaded.net)
-    calibration = load_calibration(run_dir)
     classes, task, rule = loaded.classes, loaded.task, loaded.rule  # the rule as fitted on its training split
     check = InputCheck(rule)  # an image of a kind training never saw: refused, or one warning per kind
     check.files(images)
+    if spec is not None:
+        record = _thresholds_now(run_dir, loaded, spec, device)
+    runtime = Runtime.for_inference(device, num_workers=0)
+    model = runtime.place(loaded.net)
+    calibration = load_calibration(run_dir)
     out = []
     for path in images:
         pixels = load_file(path, loaded.image_size, rule, check=check)
@@ -81,8 +87,21 @@ def predict_images(run_dir: str | Path, images: list[str], *, device: str = "aut
             scaled = probabilities(apply_temperature(logits, calibration["temperature"]), task)[0]
             entry.update(calibrated_probability=float(scaled[top]),
                          calibrated_probabilities=dict(zip(classes, map(float, scaled))))
+        if record is not None:
+            entry.update(decisions=decisions(probs, record, classes)[0], threshold_rule=record["rule"],
+                         thresholds=dict(zip(classes, threshold_values(record, classes))))
         out.append(entry)
     return out
+
+
+def _thresholds_now(run_dir, loaded, spec, device: str) -> dict:
+    """``txkit predict --threshold``: the rule's thresholds chosen on the val split now (not stored)."""
+    if not spec.fitted:
+        return thresholds_record(spec, loaded.classes, loaded.task)
+    dataset = load_dataset(loaded.cfg)
+    check_val(dataset)
+    val = predict_split(run_dir, "val", dataset=dataset, device=device)
+    return thresholds_record(spec, loaded.classes, loaded.task, val["y_true"], val["logits"])
 
 
 def _split(dataset: TxDataset, split: str):

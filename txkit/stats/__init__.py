@@ -16,6 +16,12 @@ DeLong (:mod:`txkit.stats.delong`)
     delong_covariance(y_true_binary, *scores) -> (aucs, covariance)
     delong_per_class(y_true, scores, classes, task, *, level=0.95, scores_kind="logits") -> dict
     delong_compare(y_true, scores_a, scores_b, classes, task, *, level=0.95, scores_kind="logits") -> dict
+Operating points (:mod:`txkit.stats.operating`)
+    choose_threshold(positive, scores, rule, target=None), operating_points(y_true, probs, thresholds, classes,
+    task), bootstrap_operating_points(y_true, probs, thresholds, classes, task, *, n_resamples=1000, ...)
+Subgroups and two test sets (:mod:`txkit.stats.subgroups`)
+    subgroup_analysis(y_true, logits, classes, task, values, *, groups=None, thresholds=None, ...),
+    two_sample_difference(y_a, logits_a, y_b, logits_b, task, *, metrics=("accuracy", "auc"), ...)
 Calibration (:mod:`txkit.stats.calibration`)
     expected_calibration_error(y_true, probs, n_bins=15, task=None), brier_score(y_true, probs, task=None),
     reliability_curve(y_true, probs, n_bins=15, task=None), plot_reliability(y_true, probs, path, title, ...),
@@ -30,13 +36,17 @@ from txkit.stats.calibration import (apply_temperature, brier_score, calibration
                                      expected_calibration_error, fit_temperature, negative_log_likelihood,
                                      plot_reliability, reliability_curve)
 from txkit.stats.delong import delong_auc_ci, delong_compare, delong_covariance, delong_per_class, delong_test
+from txkit.stats.operating import bootstrap_operating_points, choose_threshold, operating_points
 from txkit.stats.resampling import make_plan, resample_indices, resample_weights
 from txkit.stats.scores import log_probabilities, probabilities, rank_auc, ranking_scores
+from txkit.stats.subgroups import subgroup_analysis, two_sample_difference
 
 __all__ = [
-    "apply_temperature", "bootstrap_ci", "bootstrap_metrics", "brier_score", "calibration_summary",
+    "apply_temperature", "bootstrap_ci", "bootstrap_metrics", "bootstrap_operating_points", "brier_score",
+    "calibration_summary", "choose_threshold",
     "delong_auc_ci", "delong_compare", "delong_covariance", "delong_per_class", "delong_test",
     "expected_calibration_error", "fit_temperature", "log_probabilities", "make_plan", "negative_log_likelihood",
-    "paired_bootstrap_difference", "percentile_interval", "plot_reliability", "probabilities", "rank_auc",
-    "ranking_scores", "reliability_curve", "resample_indices", "resample_weights",
+    "operating_points", "paired_bootstrap_difference", "percentile_interval", "plot_reliability", "probabilities",
+    "rank_auc", "ranking_scores", "reliability_curve", "resample_indices", "resample_weights",
+    "subgroup_analysis", "two_sample_difference",
 ]

@@ -87,19 +87,21 @@ def _replicates(engines: Sequence[MetricEngine], plan: Plan, n_resamples: int, s
 
 def bootstrap_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], task: str, *,
                       n_resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0,
-                      strata="auto", groups: np.ndarray | None = None, scores_kind: str = "logits") -> dict:
+                      strata="auto", groups: np.ndarray | None = None, scores_kind: str = "logits",
+                      macro_classes=None) -> dict:
     """Percentile intervals of every reported metric, all computed from the same resamples at once.
 
     ``y_true``: int labels (N,) for "multiclass", float (N, C) with NaN = unknown for "multilabel";
     ``scores``: logits (N, C) (``scores_kind="logits"``, the default: thresholded metrics from the softmax or
     sigmoid, AUC from :func:`~txkit.stats.scores.ranking_scores`), or probabilities (``scores_kind="probs"``,
     AUC from the probabilities, which may tie when saturated). ``strata``/``groups`` as in :func:`bootstrap_ci`.
+    ``macro_classes``: the class indices the macro values average over (default all).
 
     Returns {"accuracy", "precision", "recall", "f1", "auc": [low, high], "per_class": {class: {"precision",
     "recall", "f1", "auc": [low, high]}}, "n_valid": the same shape with counts of valid resamples,
     "method", "interval", "n_resamples", "level", "seed"} (+ "n_groups" with groups).
     """
-    engine = MetricEngine(y_true, scores, task, scores_kind)
+    engine = MetricEngine(y_true, scores, task, scores_kind, macro_classes)
     if len(classes) != engine.n_classes:
         raise ValueError(f"{len(classes)} class names for {engine.n_classes} score columns")
     plan = _plan(np.asarray(y_true), strata, groups)

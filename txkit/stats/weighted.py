@@ -65,7 +65,10 @@ class _SortedScore:
 class MetricEngine:
     """Precomputes what does not change between resamples; call it with a block of multiplicities."""
 
-    def __init__(self, y_true: np.ndarray, scores: np.ndarray, task: str, scores_kind: str = "logits"):
+    def __init__(self, y_true: np.ndarray, scores: np.ndarray, task: str, scores_kind: str = "logits",
+                 macro_classes=None):
+        """``macro_classes``: the class indices the macro values average over (default all): an external dataset
+        that lacks some of a run's classes is averaged over the classes it has."""
         check_task(task)
         if scores_kind not in ("logits", "probs"):
             raise ValueError(f"scores_kind must be 'logits' or 'probs', not {scores_kind!r}")
@@ -73,6 +76,7 @@ class MetricEngine:
         if scores.ndim != 2:
             raise ValueError(f"scores must be (cases, classes), got shape {scores.shape}")
         self.task, self.n, self.n_classes = task, scores.shape[0], scores.shape[1]
+        self.macro_classes = None if macro_classes is None else np.asarray(macro_classes, dtype=np.int64)
         if len(y_true) != self.n:
             raise ValueError(f"{len(y_true)} labels for {self.n} score rows")
         probs = probabilities(scores, task) if scores_kind == "logits" else scores
@@ -116,6 +120,9 @@ class MetricEngine:
             accuracy = finite_mean(_ratio(tp + tn, tp + fp + fn + tn, np.nan), axis=1)
             macro = finite_mean
         auc = np.stack([s.auc(weights) for s in self.sorted], axis=1)
-        return {"accuracy": accuracy, "precision": macro(precision, axis=1), "recall": macro(recall, axis=1),
-                "f1": macro(f1, axis=1), "auc": finite_mean(auc, axis=1),
+        keep = self.macro_classes
+        averaged = (lambda v: v) if keep is None else (lambda v: v[:, keep])  # noqa: E731
+        return {"accuracy": accuracy, "precision": macro(averaged(precision), axis=1),
+                "recall": macro(averaged(recall), axis=1), "f1": macro(averaged(f1), axis=1),
+                "auc": finite_mean(averaged(auc), axis=1),
                 "per_class": {"precision": precision, "recall": recall, "f1": f1, "auc": auc}}

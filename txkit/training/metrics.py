@@ -109,7 +109,8 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, classes: list[str], task: st
         ax.plot(fpr, tpr, label=f"{c} (AUC {_auc(truth[known].astype(int), ranks[known, k]):.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # no curve (a split with one class) has no legend to draw
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

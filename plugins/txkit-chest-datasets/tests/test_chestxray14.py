@@ -104,3 +104,22 @@ def test_wrong_root_and_damaged_files(tmp_path):
         build(str(root))
     with pytest.raises(DataError, match="unknown option.*colour"):
         build(str(root), colour="1")
+
+
+def test_patient_gender_age_and_view_position_are_per_image_metadata(tmp_path):
+    root = nih_tree(tmp_path, ENTRIES[:5], ["00000004_000.png"])
+    table = root / "Data_Entry_2017.csv"
+    lines = table.read_text().splitlines()
+    ages_sexes = ["025,F", "25,F", "67,M", "41,M", "50,F"]  # an NIH-style "025" is 25
+    lines[1:] = [line.replace(",58,M,", f",{age_sex},") for line, age_sex in zip(lines[1:], ages_sexes)]
+    table.write_text("\n".join(lines) + "\n")
+    dataset = build(str(root), val_fraction="0.01")
+    seen = {}
+    for name in ("train", "val"):
+        split = dataset.split(name)
+        seen.update({i: tuple(split.metadata[c][k] for c in ("sex", "age", "view")) for k, i in enumerate(split.ids)})
+    assert seen["00000001_000.png"] == ("F", "<40", "PA")
+    assert seen["00000002_000.png"] == ("M", ">=60", "AP")
+    assert seen["00000003_000.png"] == ("M", "40-59", "PA")
+    test = dataset.split("test")
+    assert test.metadata["age"].tolist() == ["40-59"] and test.metadata["view"].tolist() == ["AP"]

@@ -221,3 +221,21 @@ def test_bad_images_fail_on_load_or_are_skipped_and_counted(tmp_path):
         dataset.split("train").image(2)
     skipped = build(str(folder), skip_bad_images=True)
     assert len(skipped.split("train")) == 2 and skipped.info["skipped_images"] == 2
+
+
+def test_sex_age_view_and_projection_are_per_image_metadata(module_tmp):
+    rows = [{**chexpert_row(1, projection="PA"), "Sex": "Male", "Age": "35"},
+            {**chexpert_row(1, view=2, frontal=False), "Sex": "Male", "Age": "35"},
+            {**chexpert_row(2), "Sex": "Female", "Age": "72"},
+            {**chexpert_row(3), "Sex": "Unknown", "Age": ""}]
+    folder = chexpert_tree(module_tmp("chexpert_meta"), rows, _valid_rows())
+    dataset = build(str(folder), age_bins="50")
+    train = dataset.split("train")
+    assert train.metadata["sex"].tolist() == ["Male", "Male", "Female", "Unknown"]
+    assert train.metadata["age"].tolist() == ["<50", "<50", ">=50", "unknown"]
+    assert train.metadata["view"].tolist() == ["Frontal", "Lateral", "Frontal", "Frontal"]
+    assert train.metadata["projection"].tolist() == ["PA", "unknown", "AP", "AP"]  # lateral rows have no AP/PA
+    assert dataset.split("test").metadata["view"].tolist() == ["Frontal", "Frontal", "Lateral"]
+    assert train.subset([2]).metadata["age"].tolist() == [">=50"]
+    with pytest.raises(DataError, match="age_bins"):
+        build(str(folder), age_bins="old")

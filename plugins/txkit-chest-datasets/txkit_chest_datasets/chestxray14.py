@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit import DataError, Split, TxDataset, file_split, group_split, readable, require_dir, validate_options
+from txkit import (DataError, Split, TxDataset, bin_ages, file_split, group_split, parse_age_bins, readable,
+                   require_dir, subgroup_values, validate_options)
 from txkit_chest_datasets.options import ChestXray14Options, as_names
 
 NAME = "chestxray14"
@@ -32,7 +33,8 @@ THESIS_FIVE = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusio
 
 @dataclass
 class Entries:
-    """Data_Entry_2017.csv, indexed: image names, findings (N, 14), patients and view positions."""
+    """Data_Entry_2017.csv, indexed: image names, findings (N, 14), patients, view positions, and the Patient
+    Gender and Patient Age columns as they are written."""
 
     csv: Path
     names: list[str]
@@ -40,6 +42,8 @@ class Entries:
     labels: np.ndarray
     patients: np.ndarray
     views: np.ndarray
+    sex: np.ndarray | None = None
+    age: np.ndarray | None = None
 
 
 def build(root=None, **options) -> TxDataset:
@@ -47,6 +51,7 @@ def build(root=None, **options) -> TxDataset:
     o = validate_options(f"dataset {NAME!r}", ChestXray14Options, options, DataError)
     names = label_set(o["labels"])
     view, val_fraction, seed, skip = o["view"].upper(), o["val_fraction"], o["seed"], o["skip_bad_images"]
+    age_bins = parse_age_bins(o["age_bins"])
     folder = require_dir(root, LAYOUT)
     entries = read_entries(find_entry_csv(folder))
     test = rows_of_list(folder / "test_list.txt", entries)
@@ -62,7 +67,7 @@ def build(root=None, **options) -> TxDataset:
         rows, unreadable = _drop_unreadable(entries, images, rows)
         skipped += unreadable
     columns = [FINDINGS.index(name) for name in names]
-    splits = {split: make_split(entries, images, entries.labels[:, columns], picked)
+    splits = {split: make_split(entries, images, entries.labels[:, columns], picked, age_bins)
               for split, picked in rows.items()}
     info = {"root": str(folder), "entries": entries.csv.name, "labels": names, "view": view.lower(),
             "protocol": f"test = test_list.txt; val = {val_fraction:g} of train_val_list.txt's patients (seed {seed})",
@@ -100,7 +105,8 @@ def read_entries(path: Path) -> Entries:
         raise DataError(f"{path}: no rows; expected one row per image")
     names = [row[0] for row in rows]
     return Entries(path, names, {name: i for i, name in enumerate(names)}, _findings(path, [row[1] for row in rows]),
-                   np.asarray([row[3] for row in rows]), np.asarray([row[6] for row in rows]))
+                   np.asarray([row[3] for row in rows]), np.asarray([row[6] for row in rows]),
+                   np.asarray([row[5] for row in rows]), np.asarray([row[4] for row in rows]))
 
 
 def _findings(path: Path, cells: list[str]) -> np.ndarray:
@@ -166,6 +172,13 @@ def _drop_unreadable(entries: Entries, images: dict, rows: dict) -> tuple[dict, 
     return kept, bad
 
 
-def make_split(entries: Entries, images: dict, labels: np.ndarray, rows: np.ndarray) -> Split:
+def make_split(entries: Entries, images: dict, labels: np.ndarray, rows: np.ndarray,
+               age_bins=(40.0, 60.0)) -> Split:
+    """Metadata for subgroup analysis: sex (Patient Gender: F, M), age (Patient Age binned by ``age_bins``) and
+    view (View Position: PA, AP; the plugin's ``view`` option filters on the same column)."""
+    metadata = {"view": subgroup_values(entries.views[rows])}
+    if entries.sex is not None:
+        metadata = {"sex": subgroup_values(entries.sex[rows]), "age": bin_ages(entries.age[rows], age_bins),
+                    **metadata}
     return file_split([_path(entries, images, i) for i in rows], labels[rows], entries.patients[rows],
-                      ids=[entries.names[i] for i in rows])
+                      ids=[entries.names[i] for i in rows], metadata=metadata)

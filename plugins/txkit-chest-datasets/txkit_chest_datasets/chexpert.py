@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from txkit import DataError, Split, TxDataset, file_split, group_split, readable, require_dir, validate_options
+from txkit import (DataError, Split, TxDataset, bin_ages, file_split, group_split, parse_age_bins, readable,
+                   require_dir, subgroup_values, validate_options)
 from txkit_chest_datasets import policies as pol
 from txkit_chest_datasets.options import ChexpertOptions, as_names
 
@@ -37,7 +38,8 @@ PROJECTIONS = ("AP", "PA", "LL", "RL")
 
 @dataclass
 class Table:
-    """One CheXpert CSV, indexed: the Path column, patients, views and raw label codes (N, 14)."""
+    """One CheXpert CSV, indexed: the Path column, patients, views, raw label codes (N, 14) and the Sex and Age
+    columns as they are written."""
 
     csv: Path
     paths: list[str]
@@ -45,6 +47,8 @@ class Table:
     frontal: np.ndarray
     projections: np.ndarray
     codes: np.ndarray
+    sex: np.ndarray | None = None
+    age: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,6 +68,7 @@ class Settings:
     subset_by: str
     skip_bad_images: bool
     image_size: int
+    age_bins: tuple[float, ...] = (40.0, 60.0)
 
 
 def build(root=None, **options) -> TxDataset:
@@ -80,7 +85,8 @@ def build(root=None, **options) -> TxDataset:
     else:
         for table in (train_table, valid_table):
             check_first_image(folder, table)
-    splits = {name: make_split(folder, *sources[source], picked) for name, (source, picked) in rows.items()}
+    splits = {name: make_split(folder, *sources[source], picked, settings.age_bins)
+              for name, (source, picked) in rows.items()}
     return TxDataset(NAME, pol.class_names(settings.labels, settings.policies), splits, task="multilabel",
                      description=f"CheXpert radiographs under {folder}",
                      info=_info(folder, settings, train_table, valid_table, skipped))
@@ -105,6 +111,7 @@ def parse_options(options: dict) -> Settings:
         subset_by=rest["subset_by"],
         skip_bad_images=rest["skip_bad_images"],
         image_size=rest["image_size"],
+        age_bins=parse_age_bins(rest["age_bins"]),
     )
 
 
@@ -152,11 +159,12 @@ def read_table(path: Path) -> Table:
             columns = _stream_columns(path, reader, index)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    paths, views, projections, combination_ids, combinations = columns
+    paths, views, projections, combination_ids, combinations, sexes, ages = columns
     if not paths:
         raise DataError(f"{path}: no rows; expected the header line and one row per image")
     codes = _codes(path, list(combinations), combination_ids)
-    return Table(path, paths, _patients(path, paths), np.asarray(views) == "Frontal", np.asarray(projections), codes)
+    return Table(path, paths, _patients(path, paths), np.asarray(views) == "Frontal", np.asarray(projections), codes,
+                 np.asarray(sexes), np.asarray(ages))
 
 
 def _column_index(path: Path, header: list[str]) -> dict[str, int]:
@@ -169,8 +177,9 @@ def _column_index(path: Path, header: list[str]) -> dict[str, int]:
 
 def _stream_columns(path: Path, reader, index: dict[str, int]):
     width, at_path, at_view, at_projection = index["width"], index["Path"], index["Frontal/Lateral"], index["AP/PA"]
+    at_sex, at_age = index["Sex"], index["Age"]
     observation_columns = [index[name] for name in OBSERVATIONS]
-    paths, views, projections, combination_ids, combinations = [], [], [], [], {}
+    paths, views, projections, combination_ids, combinations, sexes, ages = [], [], [], [], {}, [], []
     for row in reader:
         if len(row) != width:
             raise DataError(f"{path}: line {reader.line_num} has {len(row)} cells, the header {width}; "
@@ -178,9 +187,11 @@ def _stream_columns(path: Path, reader, index: dict[str, int]):
         paths.append(row[at_path])
         views.append(row[at_view])
         projections.append(row[at_projection])
+        sexes.append(row[at_sex])
+        ages.append(row[at_age])
         cells = tuple(row[k] for k in observation_columns)
         combination_ids.append(combinations.setdefault(cells, len(combinations)))
-    return paths, views, projections, combination_ids, combinations
+    return paths, views, projections, combination_ids, combinations, sexes, ages
 
 
 def _codes(path: Path, combinations: list[tuple], combination_ids: list[int]) -> np.ndarray:
@@ -308,10 +319,18 @@ def _drop_unreadable(folder: Path, train: Table, valid: Table, rows: dict) -> tu
     return kept, len(bad)
 
 
-def make_split(folder: Path, table: Table, labels: np.ndarray, rows: np.ndarray) -> Split:
-    """Ids are the CSV's Path cells; the files behind them make the split disk-cached (file_split)."""
+def make_split(folder: Path, table: Table, labels: np.ndarray, rows: np.ndarray,
+               age_bins=(40.0, 60.0)) -> Split:
+    """Ids are the CSV's Path cells; the files behind them make the split disk-cached (file_split). Metadata for
+    subgroup analysis: sex (the Sex column: Female, Male, Unknown), age (Age binned by ``age_bins``), view
+    (Frontal/Lateral) and projection (AP/PA; empty for lateral images, so ``unknown``)."""
     paths = [table.paths[i] for i in rows]
-    return file_split([image_file(folder, path) for path in paths], labels[rows], table.patients[rows], ids=paths)
+    metadata = {"view": subgroup_values(np.where(table.frontal[rows], "Frontal", "Lateral")),
+                "projection": subgroup_values(table.projections[rows])}
+    if table.sex is not None:
+        metadata = {"sex": subgroup_values(table.sex[rows]), "age": bin_ages(table.age[rows], age_bins), **metadata}
+    return file_split([image_file(folder, path) for path in paths], labels[rows], table.patients[rows], ids=paths,
+                      metadata=metadata)
 
 
 def _info(folder: Path, settings: Settings, train: Table, valid: Table, skipped: int) -> dict:

@@ -8,9 +8,11 @@ from typing import Literal, Optional
 
 from pydantic import field_validator, model_validator
 
-from txkit import DataError, Field, Options, check_fractions
+from txkit import AGE_BINS, DataError, Field, Options, check_fractions
 
 SKIP_HELP = "open every image once and skip (count) unreadable ones; txkit train --skip-bad-images sets it"
+AGE_HELP = ("edges of the age bins of the per-image metadata (txkit evaluate --by age), comma-separated: 40,60 "
+            "gives <40, 40-59 and >=60")
 
 
 def _lower(value):
@@ -38,6 +40,7 @@ class ChexpertOptions(Options):
                                                      "patients")
     skip_bad_images: bool = Field(False, description=SKIP_HELP)
     image_size: int = Field(320, ge=1, description="input size in pixels for training")
+    age_bins: str = Field(AGE_BINS, description=AGE_HELP)
 
     patterns = {"policy_<LABEL>": "uncertainty policy of one label, e.g. policy_edema=zeros (overrides policy)"}
 
@@ -55,6 +58,7 @@ class ChestXray14Options(Options):
     seed: int = Field(0, description="seed of the val split")
     skip_bad_images: bool = Field(False, description=SKIP_HELP)
     image_size: int = Field(320, ge=1, description="input size in pixels for training")
+    age_bins: str = Field(AGE_BINS, description=AGE_HELP)
 
     _choices = field_validator("view", mode="before")(_lower)
 
