@@ -137,9 +137,11 @@ def collate(batch):
     return [batch.x, batch.y] if isinstance(batch, StackedBatch) else default_collate(batch)
 
 
-def input_rule(cfg, dataset: TxDataset) -> IntensityRule:
-    """The run's intensity rule (`intensity`) with its statistics fitted on the training split."""
-    fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
+def input_rule(cfg, dataset: TxDataset, fitted_on: Split | None = None) -> IntensityRule:
+    """The run's intensity rule (`intensity`) with its statistics fitted on the training split (``fitted_on``:
+    the training images of a fold instead)."""
+    if fitted_on is None:
+        fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
     return IntensityRule.parse(cfg.intensity).fit(fitted_on)
 
 

@@ -39,7 +39,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", batch_size: int = 64,
     y_true, logits, dataset = predicted["y_true"], predicted["logits"], predicted["dataset"]
     classes, task = dataset.classes, dataset.task
     metrics = compute_metrics_from_logits(y_true, logits, classes, task)
-    studies = dataset.split(split).studies
+    studies = predicted["part"].studies
     if studies is not None and task == "multiclass":
         metrics["study_level"] = study_metrics(studies, y_true, predicted["probs"], classes)
         metrics["kappa"] = kappa(y_true, predicted["probs"])
