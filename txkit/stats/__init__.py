@@ -16,6 +16,8 @@ DeLong (:mod:`txkit.stats.delong`)
     delong_covariance(y_true_binary, *scores) -> (aucs, covariance)
     delong_per_class(y_true, scores, classes, task, *, level=0.95, scores_kind="logits") -> dict
     delong_compare(y_true, scores_a, scores_b, classes, task, *, level=0.95, scores_kind="logits") -> dict
+Cross-validation (:mod:`txkit.stats.crossval`)
+    corrected_resampled_ttest(differences, n_train, n_test, level=0.95) -> dict (Nadeau-Bengio)
 Calibration (:mod:`txkit.stats.calibration`)
     expected_calibration_error(y_true, probs, n_bins=15, task=None), brier_score(y_true, probs, task=None),
     reliability_curve(y_true, probs, n_bins=15, task=None), plot_reliability(y_true, probs, path, title, ...),
@@ -29,12 +31,14 @@ from txkit.stats.bootstrap import bootstrap_ci, bootstrap_metrics, paired_bootst
 from txkit.stats.calibration import (apply_temperature, brier_score, calibration_summary,
                                      expected_calibration_error, fit_temperature, negative_log_likelihood,
                                      plot_reliability, reliability_curve)
+from txkit.stats.crossval import corrected_resampled_ttest
 from txkit.stats.delong import delong_auc_ci, delong_compare, delong_covariance, delong_per_class, delong_test
 from txkit.stats.resampling import make_plan, resample_indices, resample_weights
 from txkit.stats.scores import log_probabilities, probabilities, rank_auc, ranking_scores
 
 __all__ = [
     "apply_temperature", "bootstrap_ci", "bootstrap_metrics", "brier_score", "calibration_summary",
+    "corrected_resampled_ttest",
     "delong_auc_ci", "delong_compare", "delong_covariance", "delong_per_class", "delong_test",
     "expected_calibration_error", "fit_temperature", "log_probabilities", "make_plan", "negative_log_likelihood",
     "paired_bootstrap_difference", "percentile_interval", "plot_reliability", "probabilities", "rank_auc",
