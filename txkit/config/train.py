@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import txkit.pydantic_guard  # noqa: F401 - before the first model class
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from txkit.config.weights import WeightsSource
 from txkit.errors import ConfigError, for_cli
@@ -191,22 +191,28 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be 0 or more; use e.g. `{info.field_name}` 0")
         return value
 
-    @model_validator(mode="after")
-    def _check_fold_fields(self) -> "TrainConfig":
-        # Cross-field: each message names the field to change (the others are fine on their own).
+    def model_post_init(self, context: Any) -> None:
+        # Across fields, when a config is made: not a model validator, which pydantic would also run when
+        # check_field validates one field of an experiment file on a probe whose other fields are defaults.
+        why = self._fold_problem()
+        if why:
+            raise ConfigError(why)
+
+    def _fold_problem(self) -> str | None:
+        """Why the fold fields do not fit together (each message names the field to change), or None."""
         k, fold = self.folds, self.fold
         if k is None:
             given = [name for name, unset in (("fold", fold is None), ("fold_repeat", self.fold_repeat == 0),
                                               ("fold_seed", self.fold_seed == 0)) if not unset]
             if given:
-                raise ValueError(f"`{given[0]}` {getattr(self, given[0])} needs `folds` (the number of folds K); "
-                                 f"pass `folds` K too, e.g. `folds` 5, or drop `{given[0]}`")
+                return (f"`{given[0]}` {getattr(self, given[0])} needs `folds` (the number of folds K); pass `folds` "
+                        f"K too, e.g. `folds` 5, or drop `{given[0]}`")
         elif fold is None:
-            raise ValueError(f"`folds` {k} needs `fold`: the fold (0..{k - 1}) this run holds out; pass `fold` 0 "
-                             f"to {k - 1} (an experiment file's [grid] folds = {k} runs them all)")
+            return (f"`folds` {k} needs `fold`: the fold (0..{k - 1}) this run holds out; pass `fold` 0 to {k - 1} "
+                    f"(an experiment file's [grid] folds = {k} runs them all)")
         elif fold >= k:
-            raise ValueError(f"`fold` {fold} is outside 0..{k - 1} for `folds` {k}; pass a `fold` from 0 to {k - 1}")
-        return self
+            return f"`fold` {fold} is outside 0..{k - 1} for `folds` {k}; pass a `fold` from 0 to {k - 1}"
+        return None
 
     @property
     def weights_source(self) -> WeightsSource:
@@ -265,8 +271,6 @@ def describe(exc: ValidationError) -> str:
         hint = f"; did you mean `{close[0]}`?" if close else ""
         return f"unknown field `{field}`{hint}"
     message = message.removeprefix("Value error, ").replace("Input should be", "must be")
-    if not loc:  # a check across fields (the fold fields): its message names them itself
-        return message
     return f"`{field}` {message} (got {first.get('input')!r})"
 
 
