@@ -18,7 +18,6 @@ from txkit.data.splits import (
     assign_folds,
     fold_parts,
     fold_pool,
-    fold_units,
     run_splits,
 )
 from txkit.experiments.plan import Plan
@@ -54,8 +53,9 @@ def test_folds_keep_patients_together_balance_classes_and_follow_only_their_seed
     assert len(pool) == len(dataset.splits["train"]) + len(dataset.splits["val"])  # test is never folded
     assert not set(pool.ids) & set(dataset.splits["test"].ids)
     folds = assign_folds(pool, 5, seed=0, repeat=0, task="multiclass")
-    units = fold_units(pool)
-    assert all(len(set(folds[units == patient])) == 1 for patient in set(units))  # no patient in two folds
+    patients = np.asarray(pool.groups)
+    assert len(set(patients)) < len(patients)  # several images per patient
+    assert all(len(set(folds[patients == p])) == 1 for p in set(patients))  # no patient in two folds
     counts = Counter(zip(folds.tolist(), pool.labels.tolist()))
     for cls in (0, 1):
         per_fold = [counts[(f, cls)] for f in range(5)]
@@ -68,7 +68,7 @@ def test_folds_keep_patients_together_balance_classes_and_follow_only_their_seed
 def test_a_fold_validates_on_a_patient_disjoint_slice_of_its_training_folds():
     dataset = nih()
     parts = fold_parts(dataset, 5, 2)
-    units = fold_units(parts.pool)
+    units = np.asarray(parts.pool.groups)
     train, val, oof = (set(units[idx]) for idx in (parts.train, parts.val, parts.oof))
     assert not (train & val or train & oof or val & oof)
     assert sorted(np.concatenate([parts.train, parts.val, parts.oof]).tolist()) == list(range(len(parts.pool)))
@@ -218,7 +218,7 @@ def test_every_pooled_image_is_out_of_fold_once_and_no_patient_crosses_folds(cv_
             for patient in stored["groups"]:
                 patient_folds.setdefault(str(patient), set()).add(fold)
         assert all(len(folds) == 1 for folds in patient_folds.values())
-        assert len(patient_folds) == len(set(fold_units(pool)))
+        assert len(patient_folds) == len(set(pool.groups))
 
 
 def test_fold_assignment_is_recorded_and_equal_across_cells(cv_experiment):
