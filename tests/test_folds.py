@@ -279,7 +279,7 @@ def test_data_info_shows_the_folds_and_refuses_more_folds_than_a_class_has_patie
     args = ["data", "info", "csv", *NIH_ARGS[2:], "--sample", "0", "--intensity-sample", "0"]
     shown = run_txkit(*args, "--folds", "5")
     assert shown.returncode == 0, shown.stderr
-    assert "5 folds of train+val (206 images), grouped by patients" in " ".join(shown.stdout.split())
+    assert "5 folds of train+val (206 images), grouped by patient," in " ".join(shown.stdout.split())
     assert "fold 4" in shown.stdout and "test (not folded)" in shown.stdout
     data = json.loads(run_txkit(*args, "--folds", "5", "--json").stdout)["folds"]
     assert sum(f["images"] for f in data["per_fold"]) == 206

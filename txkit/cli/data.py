@@ -218,10 +218,11 @@ def print_folds(console, folds: dict, classes: list[str], test: dict | None) -> 
     from txkit.data.splits import FOLD_VAL_SHARE
 
     k, rows = folds["folds"], folds["per_fold"]
-    units = "patients" if folds["grouped_by"] == "patient" else "images (no patient ids: each image its own group)"
+    units = "patient" if folds["grouped_by"] == "patient" else "image (no patient ids: each image its own group)"
     title = (f"{k} folds of {'+'.join(folds['pool'])} ({folds['pool_images']:,} images), grouped by {units}, "
              f"fold seed {folds['fold_seed']}, repeat {folds['repeat']}")
-    table = Table(title=title, box=None, header_style="bold", title_justify="left")
+    console.print(title)  # a line of its own: a table title would wrap at the table's width
+    table = Table(box=None, header_style="bold")
     table.add_column("class")
     for row in rows:
         table.add_column(f"fold {row['fold']}", justify="right")

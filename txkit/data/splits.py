@@ -21,6 +21,7 @@ k-fold cross-validation (`folds` K, `fold` I, `fold_repeat` R, `fold_seed` S)
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,10 +223,13 @@ def holdout_units(split: Split, indices: np.ndarray, share: float, rng: np.rando
 
 
 def assignment_digest(split: Split, folds: np.ndarray) -> str:
-    """sha256 over every pooled image's id and fold, in pool order: equal digests, equal folds."""
+    """sha256 over every pooled image's id and fold, in pool order: equal digests, equal folds. The prefix all
+    ids share is left out, so the same files reached through another path (relative, moved) digest alike."""
+    ids = [str(i) for i in split.ids]
+    skip = len(os.path.commonprefix(ids)) if len(ids) > 1 else 0
     digest = hashlib.sha256()
-    for image_id, fold in zip(split.ids, folds.tolist()):
-        digest.update(f"{image_id}\t{fold}\n".encode())
+    for image_id, fold in zip(ids, folds.tolist()):
+        digest.update(f"{image_id[skip:]}\t{fold}\n".encode())
     return digest.hexdigest()
 
 

@@ -153,7 +153,8 @@ class Trainer:
     def _build_fold_splits(self) -> None:
         """Fold `fold` of the pooled train+val images (txkit.data.splits): train on the other folds less their
         validation slice (then `fraction`), validate on that slice, predict the fold itself at the end. The three
-        TensorSplits index one pooled split, so every fold of every cell shares its disk image cache."""
+        TensorSplits index one pooled split, so the folds and cells share one disk image cache (under a
+        `percentile` rule, whose bounds are fitted per fold, one per fold)."""
         cfg = self.cfg
         self.folds = parts = fold_parts(self.dataset, cfg.folds, cfg.fold, cfg.fold_repeat, cfg.fold_seed)
         pool, name = parts.pool, self.dataset.name
