@@ -230,7 +230,8 @@ def print_folds(console, folds: dict, classes: list[str], test: dict | None) -> 
     if test:
         table.add_column("test (not folded)", justify="right")
     table.add_row("[bold]images[/bold]", *(f"{c['images']:,}" for c in columns))
-    table.add_row("patients", *(_count(c["patients"]) for c in columns))
+    grouped = folds["grouped_by"] == "patient"  # else the folds' "patients" are single images: not shown
+    table.add_row("patients", *(_count(c["patients"] if grouped or c is test else None) for c in columns))
     for cls in classes:
         table.add_row(escape(cls), *(f"{c['positives'][cls]:,}" for c in columns))
     console.print(table)
