@@ -28,18 +28,36 @@ def data_group():
               help="Images opened for the image-size statistics (0: none).")
 @click.option("--intensity-sample", type=click.IntRange(0), default=200, show_default=True,
               help="Images per split (evenly spaced) opened for the intensity statistics (0: none).")
+@click.option("--folds", type=int, metavar="K", help="Also show the K folds `txkit train --folds K` would use: "
+              "images, patients and class counts per fold of the train+val images (test is never folded).")
+@click.option("--fold-seed", type=int, default=0, show_default=True, help="With --folds: the fold seed.")
+@click.option("--fold-repeat", type=int, default=0, show_default=True,
+              help="With --folds: which repetition of the K-fold split.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print JSON: {"splits": {"train": {"images", "patients", "positives"}, ...}, ...}.')
-def info_command(name, data_root, data_options, skip_bad_images, sample, intensity_sample, as_json):
+              help='Print JSON: {"splits": {"train": {"images", "patients", "positives"}, ...}, ...} '
+                   '(and "folds" with --folds).')
+def info_command(name, data_root, data_options, skip_bad_images, sample, intensity_sample, folds, fold_seed,
+                 fold_repeat, as_json):
     """Images, patients and positive labels per split, and image sizes on a sample, for dataset NAME."""
     from txkit.datasets.info import dataset_info
     from txkit.plugins import create
 
+    if folds is None and (fold_seed or fold_repeat):
+        raise click.UsageError("--fold-seed and --fold-repeat go with --folds K")
     options = parse_key_values(data_options, "--data-option")
     if skip_bad_images:
         options["skip_bad_images"] = True
-    report = dataset_info(create("dataset", name, root=data_root, **options), sample=sample,
-                          intensity_sample=intensity_sample)
+    dataset = create("dataset", name, root=data_root, **options)
+    fold_report = None
+    if folds is not None:  # checked before the images are sampled: a K the classes cannot fill fails at once
+        from txkit.config import TrainConfig
+        from txkit.data.splits import fold_summary
+
+        TrainConfig.create(folds=folds, fold=0, fold_seed=fold_seed, fold_repeat=fold_repeat)
+        fold_report = fold_summary(dataset, folds, fold_seed, fold_repeat)
+    report = dataset_info(dataset, sample=sample, intensity_sample=intensity_sample)
+    if fold_report is not None:
+        report["folds"] = fold_report
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -192,6 +210,37 @@ def print_report(report: dict) -> None:
         console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     if report["info"].get("skipped_images"):
         console.print(f"[yellow]skipped {report['info']['skipped_images']} missing or unreadable image(s)[/yellow]")
+    if report.get("folds"):
+        print_folds(console, report["folds"], report["classes"], report["splits"].get("test"))
+
+
+def print_folds(console, folds: dict, classes: list[str], test: dict | None) -> None:
+    """The K folds as columns (and the untouched test split beside them): images, patients, class counts."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from txkit.data.splits import FOLD_VAL_SHARE
+
+    k, rows = folds["folds"], folds["per_fold"]
+    units = "patient" if folds["grouped_by"] == "patient" else "image (no patient ids: each image its own group)"
+    title = (f"{k} folds of {'+'.join(folds['pool'])} ({folds['pool_images']:,} images), grouped by {units}, "
+             f"fold seed {folds['fold_seed']}, repeat {folds['repeat']}")
+    console.print(title)  # a line of its own: a table title would wrap at the table's width
+    table = Table(box=None, header_style="bold")
+    table.add_column("class")
+    for row in rows:
+        table.add_column(f"fold {row['fold']}", justify="right")
+    columns = [*rows, test] if test else rows  # the test split, when there is one, beside the folds
+    if test:
+        table.add_column("test (not folded)", justify="right")
+    table.add_row("[bold]images[/bold]", *(f"{c['images']:,}" for c in columns))
+    grouped = folds["grouped_by"] == "patient"  # else the folds' "patients" are single images: not shown
+    table.add_row("patients", *(_count(c["patients"] if grouped or c is test else None) for c in columns))
+    for cls in classes:
+        table.add_row(escape(cls), *(f"{c['positives'][cls]:,}" for c in columns))
+    console.print(table)
+    console.print(f"assignment sha256 {folds['assignment_sha256'][:16]}; a run of fold I trains on the other "
+                  f"{k - 1} folds less a {FOLD_VAL_SHARE * 100:g} % validation slice of their patients")
 
 
 def _count(value) -> str:

@@ -46,13 +46,15 @@ def _print_summary(run_dir, summary: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    test = summary.get("test")
-    if test:
-        table = Table(title="test metrics (best checkpoint)", box=None, header_style="bold")
-        for column in ("accuracy", "precision", "recall", "f1", "auc"):
-            table.add_column(column, justify="right")
-        table.add_row(*[_fmt(test[c]) for c in ("accuracy", "precision", "recall", "f1", "auc")])
-        console.print(table)
+    for key, title in (("test", "test metrics (best checkpoint)"),
+                       ("oof", "out-of-fold metrics (the held-out fold, best checkpoint)")):
+        metrics = summary.get(key)
+        if metrics:
+            table = Table(title=title, box=None, header_style="bold")
+            for column in ("accuracy", "precision", "recall", "f1", "auc"):
+                table.add_column(column, justify="right")
+            table.add_row(*[_fmt(metrics[c]) for c in ("accuracy", "precision", "recall", "f1", "auc")])
+            console.print(table)
     console.print(f"best val {summary['monitor']} {_fmt(summary['best_val'])} at epoch {summary['best_epoch']}; "
                   f"{summary['status']} in {summary['elapsed_s']:.1f} s")
     console.print(f"run saved to {run_dir}")
@@ -62,7 +64,8 @@ def _print_summary(run_dir, summary: dict) -> None:
 @click.argument("run_dir", type=click.Path())
 @click.option("--split", default=None,
               help="The split to evaluate: train, val or test (default test; an external dataset's test split, "
-                   "else all of its images; `all` for every image of an external dataset).")
+                   "else all of its images; `all` for every image of an external dataset); for a run of one fold "
+                   "(--folds) also oof, its held-out fold (val and train are then the fold's).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the confidence intervals (stratified; whole patients or studies "
                    "when the split has them); 0: no intervals.")

@@ -115,6 +115,16 @@ class TrainConfig(BaseModel):
     log: Literal["none", "tensorboard"] = Field("none", description=(
         "Also write TensorBoard event files under RUN/tensorboard (needs txkit[tensorboard])."))
     seed: int = Field(0, ge=0, description="Seeds data order, augmentation, initialisation and splits.")
+    folds: int | None = Field(None, description=(
+        "k-fold cross-validation: split the dataset's train+val images into K folds by patient, stratified by "
+        "class (test is never folded); needs `fold`."), **_extra(metavar="K"))
+    fold: int | None = Field(None, description=(
+        "The fold (0..K-1) this run holds out and predicts; the other folds are its training data."),
+        **_extra(metavar="I"))
+    fold_repeat: int = Field(0, description=(
+        "Which repetition of the K-fold split (each has its own assignment); with `folds`."), **_extra(metavar="R"))
+    fold_seed: int = Field(0, description=(
+        "Seeds the fold assignment (not `seed`: every seed of a cell gets the same folds); with `folds`."))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
@@ -165,6 +175,44 @@ class TrainConfig(BaseModel):
         if why:
             raise ValueError(why)  # describe() adds the field and the value
         return IntensityRule.parse(value).text
+
+    @field_validator("folds")
+    @classmethod
+    def _check_folds(cls, value: int | None) -> int | None:
+        if value is not None and (isinstance(value, bool) or value < 2):
+            raise ValueError("must be 2 or more (the number of folds K); use e.g. `folds` 5, or leave it unset "
+                             "for the dataset's own train/val split")
+        return value
+
+    @field_validator("fold", "fold_repeat", "fold_seed")
+    @classmethod
+    def _check_fold_index(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(f"must be 0 or more; use e.g. `{info.field_name}` 0")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        # Across fields, when a config is made: not a model validator, which pydantic would also run when
+        # check_field validates one field of an experiment file on a probe whose other fields are defaults.
+        why = self._fold_problem()
+        if why:
+            raise ConfigError(why)
+
+    def _fold_problem(self) -> str | None:
+        """Why the fold fields do not fit together (each message names the field to change), or None."""
+        k, fold = self.folds, self.fold
+        if k is None:
+            given = [name for name, unset in (("fold", fold is None), ("fold_repeat", self.fold_repeat == 0),
+                                              ("fold_seed", self.fold_seed == 0)) if not unset]
+            if given:
+                return (f"`{given[0]}` {getattr(self, given[0])} needs `folds` (the number of folds K); pass `folds` "
+                        f"K too, e.g. `folds` 5, or drop `{given[0]}`")
+        elif fold is None:
+            return (f"`folds` {k} needs `fold`: the fold (0..{k - 1}) this run holds out; pass `fold` 0 to {k - 1} "
+                    f"(an experiment file's [grid] folds = {k} runs them all)")
+        elif fold >= k:
+            return f"`fold` {fold} is outside 0..{k - 1} for `folds` {k}; pass a `fold` from 0 to {k - 1}"
+        return None
 
     @property
     def weights_source(self) -> WeightsSource:

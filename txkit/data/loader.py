@@ -154,9 +154,11 @@ def worker_failure(exc: BaseException) -> str | None:
     return f"a data loader worker process {why}; use fewer `num_workers` or a smaller `batch_size`"
 
 
-def input_rule(cfg, dataset: TxDataset) -> IntensityRule:
-    """The run's intensity rule (`intensity`) with its statistics fitted on the training split."""
-    fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
+def input_rule(cfg, dataset: TxDataset, fitted_on: Split | None = None) -> IntensityRule:
+    """The run's intensity rule (`intensity`) with its statistics fitted on the training split (``fitted_on``:
+    the training images of a fold instead)."""
+    if fitted_on is None:
+        fitted_on = dataset.splits["train"] if "train" in dataset.splits else next(iter(dataset.splits.values()))
     return IntensityRule.parse(cfg.intensity).fit(fitted_on)
 
 

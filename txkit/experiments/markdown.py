@@ -59,10 +59,10 @@ def percent(level: float) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    parts = [f"# Experiment report: {report['experiment']}", _counts(report), _test_table(report),
-             _interval_table(report), _external_section(report), _subgroup_section(report), _plateau_table(report),
-             _wilcoxon_section(report), _paired_section(report), _slopes_section(report), _failures(report),
-             _plots(report)]
+    parts = [f"# Experiment report: {report['experiment']}", _counts(report), _crossval_section(report),
+             _test_table(report), _interval_table(report), _external_section(report), _subgroup_section(report),
+             _plateau_table(report), _wilcoxon_section(report), _paired_section(report), _slopes_section(report),
+             _failures(report), _plots(report)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -86,8 +86,65 @@ def _mean_std_rows(rows: list[dict], prefix: str, metrics) -> tuple[list[str], l
 
 def _test_table(report: dict) -> str:
     header, body = _mean_std_rows(report["cells"], "test", TEST_METRICS)
+    over = ("over runs (every fold, repeat and seed; n = finished runs); the test split is never folded"
+            if report.get("crossval") else "over seeds (n = finished seeds)")
     return ("## Test metrics\n\nEach run's test split with its best checkpoint (best validation epoch); "
-            "mean ± sample standard deviation over seeds (n = finished seeds).\n\n" + table(header, body))
+            f"mean ± sample standard deviation {over}.\n\n" + table(header, body))
+
+
+def _crossval_section(report: dict) -> str:
+    cv = report.get("crossval")
+    if not cv:
+        return ""
+    level = percent(cv["level"])
+    coords = _coordinates(report["cells"])
+    shown = ("auc", "accuracy", "f1")
+    header = coords + ["fraction", "fold runs", "images"] + [f"pooled {METRIC_TITLES[m]} [{level} CI]" for m in shown] \
+        + [f"per-fold {METRIC_TITLES[m]}" for m in ("auc", "accuracy")]
+    body = [[str(r[c]) for c in coords] + [f"{r['fraction']:g}", str(r["fold_runs"]), str(r["oof_images"] or "–")]
+            + [with_ci(r[f"oof_{m}"], r[f"oof_{m}_low"], r[f"oof_{m}_high"]) for m in shown]
+            + [plus_minus(r[f"fold_{m}_mean"], r[f"fold_{m}_std"]) for m in ("auc", "accuracy")]
+            for r in cv["cells"]]
+    repeats = f" × {cv['repeats']} repeats" if cv["repeats"] > 1 else ""
+    method = next((r["oof_method"] for r in cv["cells"] if r["oof_method"]), "")
+    text = (f"## Cross-validation: {cv['folds']} folds{repeats}\n\nEvery cell ran once per fold (× repeat × seed) "
+            "on the same folds of the train+val images (whole patients per fold, stratified by class); each fold's "
+            "best checkpoint predicted its held-out fold. *Pooled*: the metrics of a cell's out-of-fold predictions "
+            "together (each image once per complete repeat and seed; images = the pool), with "
+            f"{level} intervals by {method or 'cluster bootstrap'} (a patient's images drawn together). *Per-fold*: "
+            "mean ± sd of each fold run's metric on its own held-out fold.\n\n" + table(header, body))
+    missing = "".join(f"\n- no out-of-fold predictions of `{m['run']}`: {m['error']}" for m in cv["no_predictions"])
+    return text + (f"\n{missing}" if missing else "") + _crossval_compare(cv, coords)
+
+
+def _crossval_compare(cv: dict, shown: list[str]) -> str:
+    tests = cv["compare"]
+    if not tests:
+        return ""
+    level = percent(cv["level"])
+    header = ["A", "B", "fraction", "seed", "J", f"AUC A − B [{level} CI]", "p (corrected)", "p (plain t)",
+              f"accuracy A − B [{level} CI]", "p (corrected)", "DeLong p, pooled out-of-fold AUC"]
+    body = []
+    for t in tests:
+        cells = [_cell_label(t, "_a", shown), _cell_label(t, "_b", shown), f"{t['fraction']:g}", str(t["seed"])]
+        if "error" in t:
+            body.append(cells + [t["error"]] + [""] * (len(header) - 5))
+            continue
+        delong = "; ".join(f"{p_value(d['p'])} ({_signed(d['difference'])}"
+                           + (f", repeat {d['repeat']})" if cv["repeats"] > 1 else ")") for d in t["delong"]) or "–"
+        body.append(cells + [str(t["J"])]
+                    + ([signed_ci(t["auc_difference"], t["auc_difference_low"], t["auc_difference_high"]),
+                        p_value(t["auc_p"]), p_value(t["auc_plain_p"]),
+                        signed_ci(t["accuracy_difference"], t["accuracy_difference_low"],
+                                  t["accuracy_difference_high"]), p_value(t["accuracy_p"])] if t["J"] else ["–"] * 5)
+                    + [delong])
+    return ("\n\n### Compared over folds\n\nFor each compared pair of cells and seed: the mean over the J = folds × "
+            "repeats of the fold-by-fold difference A − B (both cells held out the same images in each fold), with "
+            "the Nadeau–Bengio corrected resampled t-test: variance × (1/J + n_test/n_train), Student's t with J − 1 "
+            "degrees of freedom, because the folds' training sets overlap and the plain paired t-test over folds "
+            "(shown beside it) is too optimistic. Beside them DeLong's paired test of the two cells' pooled "
+            "out-of-fold macro AUCs (in brackets the difference A − B). A − B > 0 means A is better.\n\n"
+            + table(header, body))
 
 
 def _interval_table(report: dict) -> str:
@@ -101,7 +158,8 @@ def _interval_table(report: dict) -> str:
             + [with_ci(r[f"ci_{m}"], r[f"ci_{m}_low"], r[f"ci_{m}_high"]) for m in TEST_METRICS]
             + [with_ci(r["ci_auc"], r["ci_auc_delong_low"], r["ci_auc_delong_high"])] for r in rows]
     level = percent(report["level"])
-    return (f"## Test metrics with {level} confidence intervals (first seed of each cell)\n\n"
+    which = "fold 0 of the first seed" if report.get("crossval") else "first seed"
+    return (f"## Test metrics with {level} confidence intervals ({which} of each cell)\n\n"
             f"The run of each cell's first finished seed: its test metrics (AUC from logits) with {level} "
             f"intervals in brackets, {rows[0]['ci_method']} of its test images (whole patients or studies "
             f"when the dataset has them), and DeLong's interval of the macro AUC. They show how much one "

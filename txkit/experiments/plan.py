@@ -26,7 +26,7 @@ class PlanError(TxkitError):
 # Settings that change where and how fast a run trains, not what it learns.
 NOT_IN_KEY = ("device", "num_workers", "image_cache", "cache_dir", "feature_cache", "channels_last", "compile")
 # Fields added after experiment directories existed: left out of the key at their default, so those keep their ids.
-KEYED_WHEN_SET = ("intensity", "sync_batchnorm")
+KEYED_WHEN_SET = ("intensity", "sync_batchnorm", "folds", "fold", "fold_repeat", "fold_seed")
 
 
 @dataclass
@@ -79,8 +79,16 @@ def expand(experiment: Experiment, root: Path, overrides: dict[str, str] | None 
             for colorizer in _axis(entry, "colorizer", experiment.colorizers):
                 for backbone in _axis(entry, "backbone", experiment.backbones):
                     for fraction in experiment.fractions:
-                        planner.add_cell(entry, colorizer, backbone, fraction, seed)
+                        for fold in _folds(experiment):
+                            planner.add_cell(entry, colorizer, backbone, fraction, seed, fold)
     return Plan(experiment.name, list(planner.runs.values()), dict(overrides or {}))
+
+
+def _folds(experiment: Experiment) -> list[tuple[int, int] | None]:
+    """(repeat, fold) of every run of a cell at one seed, or [None] without [grid] folds."""
+    if experiment.folds is None:
+        return [None]
+    return [(repeat, fold) for repeat in range(experiment.repeats) for fold in range(experiment.folds)]
 
 
 def _axis(entry: StrategyEntry, axis: str, values: list) -> list:
@@ -104,22 +112,30 @@ class _Planner:
         self.runs: dict[str, PlannedRun] = {}  # insertion order is a valid training order
 
     def add_cell(self, entry: StrategyEntry, colorizer: str | None, backbone: str, fraction: float,
-                 seed: int) -> None:
+                 seed: int, fold: tuple[int, int] | None = None) -> None:
         exp = self.experiment
         settings = {**exp.defaults, **exp.target, **entry.overrides, "strategy": entry.strategy,
                     "colorizer": colorizer, "backbone": backbone, "fraction": fraction, "seed": seed}
+        folded = []  # the run's name parts for its fold: fold I of K, and the repeat when there are several
+        if fold is not None:
+            repeat, index = fold
+            settings.update(folds=exp.folds, fold=index, fold_repeat=repeat)
+            folded = [f"fold{index}of{exp.folds}"] + ([f"rep{repeat}"] if exp.repeats > 1 else [])
         config, identity, needs = self._resolve(settings, backbone, seed)
         crossed = colorizer if colorizer and not entry.fixes("colorizer") else None
-        name = slug("-".join(filter(None, [entry.label, crossed, backbone, f"r{fraction:g}", f"s{seed}"])))
+        name = slug("-".join(filter(None, [entry.label, crossed, backbone, f"r{fraction:g}", f"s{seed}", *folded])))
         run_id = f"{name}-{digest(identity)}"
         cell = {"strategy": entry.label, "colorizer": colorizer, "backbone": backbone, "fraction": fraction,
                 "fixed": [axis for axis in ("colorizer", "backbone") if entry.fixes(axis)],
                 "roc": exp.report.roc and fraction == max(exp.fractions)}  # the report plots its ROC curve
+        if fold is not None:
+            cell.update(folds=exp.folds, fold=fold[1], repeat=fold[0])
         self.runs.setdefault(run_id, PlannedRun(run_id, "cell", f"runs/{run_id}", config, needs, cell, seed))
 
     def _stage(self, name: str, backbone: str, seed: int) -> PlannedRun:
         stage = self.experiment.stages[name]
         settings = {**self.experiment.defaults, **stage.settings, "backbone": backbone}
+        settings.pop("fold_seed", None)  # [defaults] fold_seed is for the folded cells; a stage is not folded
         if stage.per_seed:
             settings["seed"] = seed
         config, identity, needs = self._resolve(settings, backbone, seed)

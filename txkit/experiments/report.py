@@ -10,6 +10,10 @@ last phase in metrics.jsonl; its representative value of a validation metric is 
 metric over the plateau (numpy.percentile, linear interpolation). For the loss the 75th percentile is the
 pessimistic side, as in the paper, which used it for every metric.
 
+With ``[grid] folds = K`` a cell's runs are its folds (x repeats x seeds): the cross-validation section
+(pooled out-of-fold metrics, per-fold mean ± sd, corrected t-test and DeLong over folds) is made by
+:mod:`txkit.experiments.crossval`, and the Wilcoxon and per-seed paired tests below are not.
+
 Intervals and paired tests come from each run's test predictions (predictions_test.npz, or predicted with the
 run's best weights when it has none): a cell shows the 95 % bootstrap intervals of its first finished seed's
 run, and each compared pair of cells gets, per seed they share, DeLong's test of the AUCs and paired-bootstrap
@@ -28,6 +32,7 @@ import numpy as np
 
 from txkit.errors import TxkitError
 from txkit.rundir import RunDir
+from txkit.experiments.crossval import compare_rows, crossval_report, folded
 from txkit.experiments.plan import PLAN_FILE, Plan, PlannedRun
 from txkit.experiments.predictions import predictions_of_test_split
 from txkit.experiments.spec import (Checker, ReportOptions, apply_overrides, load_external, parse_report_options,
@@ -58,6 +63,11 @@ class RunRecord:
     curve: list[dict] = field(default_factory=list)  # metrics.jsonl
     predicted: dict | None = None  # test predictions, loaded on first use (see record_predictions)
     prediction_error: str | None = None
+    folds: int | None = None  # [grid] folds: K, with this run's fold and repeat
+    fold: int | None = None
+    repeat: int = 0
+    oof: dict | None = None  # out-of-fold predictions, loaded on first use (see crossval.run_oof)
+    oof_error: str | None = None
 
     @property
     def done(self) -> bool:
@@ -81,8 +91,13 @@ def build_report(root: str | Path) -> dict:
     cells = group_cells(records)
     rows = [{**cell_row(key, runs), **cell_intervals(runs)} for key, runs in cells.items()]
     pairs = options.compare or default_pairs(records)
-    comparisons = compare_cells(cells, pairs, root)
-    paired = paired_tests(cells, pairs, root)
+    crossval = None
+    if folded(records):  # runs are folds, not independent seeds: tested over folds instead (crossval.py)
+        comparisons, paired = [], []
+        crossval = crossval_report(cells, pairs, root, matching_cells, LEVEL, RESAMPLES)
+    else:
+        comparisons = compare_cells(cells, pairs, root)
+        paired = paired_tests(cells, pairs, root)
     add_sentences(paired, rows)
     slopes = robustness_slopes(cells)
     externals = load_external(root)
@@ -99,6 +114,8 @@ def build_report(root: str | Path) -> dict:
               "failed": failures(records, plan, state),
               "no_predictions": [{"run": r.id, "error": r.prediction_error} for r in records if r.prediction_error],
               "external": external, "subgroups": subgroups}
+    if crossval is not None:
+        report["crossval"] = crossval
     write_outputs(out, report, records)
     return report
 
@@ -125,7 +142,8 @@ def report_options(root: Path, overrides: dict[str, str]) -> ReportOptions:
 def run_record(root: Path, run: PlannedRun, state: ExperimentState, plateau: float) -> RunRecord:
     cell = (run.cell["strategy"], run.cell["colorizer"], run.cell["backbone"], run.cell["fraction"])
     record = RunRecord(run.id, run.seed, cell, run.cell["fixed"], state.status(run.id) or "pending",
-                       state.error(run.id), root / run.directory)
+                       state.error(run.id), root / run.directory, folds=run.cell.get("folds"),
+                       fold=run.cell.get("fold"), repeat=run.cell.get("repeat", 0))
     run_dir = RunDir(record.directory)
     summary = run_dir.summary() if record.done else None
     if summary is not None:
@@ -487,6 +505,9 @@ def write_outputs(out: Path, report: dict, records: list[RunRecord]) -> None:
         _write_csv(out / "external.csv", report["external"])
     if report["subgroups"]:
         _write_csv(out / "subgroups.csv", subgroup_csv_rows(report["subgroups"]))
+    if "crossval" in report:
+        _write_csv(out / "crossval.csv", report["crossval"]["cells"])
+        _write_csv(out / "crossval_compare.csv", compare_rows(report["crossval"]["compare"]))
     (out / "results.md").write_text(report_markdown(report))
     write_json(out / "report.json", report)
 
@@ -510,6 +531,8 @@ def _run_row(record: RunRecord) -> dict:
     strategy, colorizer, backbone, fraction = record.cell
     row = {"run": record.id, "strategy": strategy, "colorizer": _name(colorizer), "backbone": backbone,
            "fraction": fraction, "seed": record.seed, "status": record.status, "error": record.error or ""}
+    if record.folds:
+        row.update(fold=record.fold, repeat=record.repeat)
     row.update({f"test_{m}": record.test.get(m, math.nan) for m in METRICS})
     row.update({f"plateau_{m}": record.plateau.get(m, math.nan) for m in PLATEAU_METRICS})
     return row

@@ -52,6 +52,7 @@ def run_experiment(path: str | Path, out: str | Path | None = None, jobs: int = 
     experiment = load_experiment(path, overrides)
     check_data_roots(experiment)
     check_external(experiment)
+    check_folds(experiment)
     root = Path(out or Path("experiments") / slug(experiment.name)).resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,41 @@ def check_outcome(root: Path, counts: dict[str, int]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ preparation
+
+def check_folds(experiment) -> None:
+    """Before anything trains: [grid] folds = K against each dataset the cells fold (a class with fewer patients
+    than K, a fold whose training folds leave nothing to validate on), so it fails once, not once per run."""
+    if experiment.folds is None:
+        return
+    from txkit.config import TrainConfig
+    from txkit.data.splits import fold_parts
+    from txkit.errors import for_config
+    from txkit.experiments.spec import ExperimentFileError
+    from txkit.plugins import create
+
+    checked = set()
+    for entry in experiment.strategies:
+        settings = {**experiment.defaults, **experiment.target, **entry.overrides}
+        fields = TrainConfig.model_fields
+        data = {key: settings.get(key, fields[key].default) for key in ("dataset", "data_root", "skip_bad_images",
+                                                                        "fold_seed")}
+        options = dict(settings.get("data_options", {}))
+        if data["skip_bad_images"]:
+            options["skip_bad_images"] = True
+        key = repr((data, sorted(options.items())))
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            dataset = create("dataset", data["dataset"], root=data["data_root"], **options)
+            dataset.check_labels()
+            for repeat in range(experiment.repeats):
+                for fold in range(experiment.folds):
+                    fold_parts(dataset, experiment.folds, fold, repeat, data["fold_seed"])
+        except TxkitError as exc:
+            raise ExperimentFileError(f"{experiment.path}: [grid] folds = {experiment.folds}: "
+                                      f"{for_config(str(exc))}") from None
+
 
 @contextmanager
 def _lock(root: Path):

@@ -25,7 +25,9 @@ STAGE_REF = "stage:"
 TABLES = ("experiment", "defaults", "stages", "target", "grid", "report", "executor", "external")
 AXES = {"strategy": "strategies", "colorizer": "colorizers", "backbone": "backbones", "seed": "seeds",
         "fraction": "fractions"}
-GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions")
+GRID_KEYS = ("strategies", "colorizers", "backbones", "seeds", "fractions", "folds", "repeats")
+# Set per run by [grid] folds / repeats; a table may set fold_seed (the same folds for every cell).
+FOLD_FIELDS = ("folds", "fold", "fold_repeat")
 REPORT_KEYS = ("compare", "plateau", "roc", "by", "data_options")
 # [external.LABEL]: a dataset every cell is also scored on (external validation); written to EXTERNAL_FILE when the
 # experiment runs, with its paths absolute, for the report.
@@ -109,6 +111,8 @@ class Experiment:
     seeds: list[int]
     fractions: list[float]
     report: ReportOptions
+    folds: int | None = None  # [grid] folds: every cell runs once per fold (x repeat x seed)
+    repeats: int = 1  # [grid] repeats: repetitions of the K-fold split, each with its own assignment
     executor: dict = field(default_factory=dict)  # [executor], checked: see parse_executor_options
     external: list[ExternalDataset] = field(default_factory=list)  # [external.LABEL] tables
 
@@ -130,6 +134,7 @@ def load_experiment(path: str | Path, overrides: dict[str, str] | None = None) -
         if name in data and not isinstance(data[name], dict):
             check.fail(f"[{name}]", "must be a table")
     experiment = _build(check, data)
+    _check_fold_seed(check, experiment)
     _check_references(check, experiment)
     _check_names(check, experiment)
     return experiment
@@ -179,11 +184,12 @@ def _override_value(key: str, raw: str):
 
 def _build(check: Checker, data: dict) -> Experiment:
     meta = check.keys("[experiment]", data.get("experiment", {}), ("name", "description"))
-    defaults = check.config("[defaults]", data.get("defaults", {}))
-    target = check.config("[target]", data.get("target", {}), forbidden=tuple(AXES))
+    defaults = check.config("[defaults]", data.get("defaults", {}), forbidden=FOLD_FIELDS)
+    target = check.config("[target]", data.get("target", {}), forbidden=tuple(AXES) + FOLD_FIELDS)
     grid = check.keys("[grid]", data.get("grid", {}), GRID_KEYS)
     if "strategies" not in grid:
         check.fail("[grid]", "strategies is required, e.g. strategies = [\"full\", \"scratch\"]")
+    folds, repeats = _folds(check, grid)
     default_colorizer = defaults.get("colorizer", NO_COLORIZER)
     default_backbone = defaults.get("backbone", TrainConfig.model_fields["backbone"].default)
     return Experiment(
@@ -196,7 +202,19 @@ def _build(check: Checker, data: dict) -> Experiment:
         seeds=_seeds(check, grid.get("seeds", [0])), fractions=_fractions(check, grid.get("fractions", [1.0])),
         report=parse_report_options(check, data.get("report", {})),
         executor=parse_executor_options(check, data.get("executor", {})),
-        external=parse_external(check, data.get("external", {})))
+        external=parse_external(check, data.get("external", {})), folds=folds, repeats=repeats)
+
+
+def _folds(check: Checker, grid: dict) -> tuple[int | None, int]:
+    """[grid] folds = K (2 or more) and repeats = R (1 or more, with folds)."""
+    folds, repeats = grid.get("folds"), grid.get("repeats", 1)
+    if folds is not None and (not _is(folds, int) or folds < 2):
+        check.fail("[grid] folds", f"must be a whole number of folds, 2 or more, e.g. folds = 5; got {folds!r}")
+    if not _is(repeats, int) or repeats < 1:
+        check.fail("[grid] repeats", f"must be a whole number, 1 or more, e.g. repeats = 2; got {repeats!r}")
+    if folds is None and "repeats" in grid:
+        check.fail("[grid] repeats", "repeats the K-fold split: set [grid] folds = K too, e.g. folds = 5")
+    return folds, repeats
 
 
 def _stages(check: Checker, table: dict) -> dict[str, Stage]:
@@ -209,7 +227,7 @@ def _stages(check: Checker, table: dict) -> dict[str, Stage]:
         per_seed = settings.pop("per_seed", False)
         if not isinstance(per_seed, bool):
             check.fail(where, f"per_seed must be true or false, got {per_seed!r}")
-        config = check.config(where, settings, forbidden=("backbone",))
+        config = check.config(where, settings, forbidden=("backbone", "fold_seed") + FOLD_FIELDS)
         stages[name] = Stage(name, config, per_seed)
     return stages
 
@@ -226,7 +244,7 @@ def _strategies(check: Checker, values) -> list[StrategyEntry]:
             check.fail(where, f"entry {item!r} needs strategy = \"NAME\"")
         strategy = item.pop("strategy")
         label = check.text(where + " name", item.pop("name", strategy))
-        overrides = check.config(f"{where} entry {label!r}", item, forbidden=("seed", "fraction"))
+        overrides = check.config(f"{where} entry {label!r}", item, forbidden=("seed", "fraction") + FOLD_FIELDS)
         entries.append(StrategyEntry(label, strategy, overrides))
     labels = [e.label for e in entries]
     twice = sorted({label for label in labels if labels.count(label) > 1})
@@ -415,6 +433,14 @@ def _check_references(check: Checker, experiment: Experiment) -> None:
         _check_no_cycle(check, experiment, name, [])
 
 
+def _check_fold_seed(check: Checker, experiment: Experiment) -> None:
+    if experiment.folds is not None:
+        return
+    for where, settings in _setting_tables(experiment):
+        if "fold_seed" in settings:
+            check.fail(where, "fold_seed seeds the folds of [grid] folds = K: set that too, or remove fold_seed")
+
+
 def _setting_tables(experiment: Experiment) -> list[tuple[str, dict]]:
     """Every table of training fields, as (where, fields)."""
     tables = [(f"[stages.{s.name}]", s.settings) for s in experiment.stages.values()]
@@ -580,4 +606,9 @@ class Checker:
 def _forbidden_message(key: str) -> str:
     if key == "backbone":
         return "backbone cannot be set here: a stage takes the backbone of the cell that uses it"
+    if key == "fold_seed":
+        return "fold_seed cannot be set here: an earlier stage is not folded (set it in [defaults] or [target])"
+    if key in FOLD_FIELDS:
+        return (f"{key} is set per run by the grid: set [grid] folds = K (and repeats = R) instead; every cell then "
+                f"runs once per fold")
     return f"{key} is a grid axis: set [grid] {AXES[key]} instead"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from txkit import rundir
+from txkit.data.splits import run_splits
 from txkit.datasets.base import TxDataset
 from txkit.errors import DataError, TxkitError, warn
 from txkit.rundir import load_calibration, load_predictions, load_thresholds, save_thresholds
@@ -75,8 +76,8 @@ def evaluate_run(run_dir: str | Path, split: str | None = None, batch_size: int 
                                  class_map, split)
     else:
         own = own_dataset(run_dir, cfg, split, data_root, data_options, class_map)
-        target = Target(own, split or "test")
-        _split(own, target.split)  # one line for a split the dataset lacks, before the network loads
+        target = Target(own, split or "test", splits=run_splits(own, cfg))  # a fold run's train/val/oof
+        _split(target.splits, target.split, own.name)  # one line for a split it lacks, before the network loads
     check_columns(target, columns)
     stored = load_thresholds(run_dir) if spec is None else None
     if spec is not None and spec.fitted:
@@ -140,7 +141,8 @@ def check_columns(target: Target, columns: list[str]) -> None:
 
 def _predict(run_dir, target: Target, batch_size: int, device: str) -> dict:
     if not target.external:
-        return predict_split(run_dir, target.split, batch_size, dataset=target.dataset, device=device)
+        return predict_split(run_dir, target.split, batch_size, dataset=target.dataset, device=device,
+                             own_dataset=True)
     try:
         return predict_split(run_dir, target.split, batch_size, dataset=target.dataset, device=device)
     except DataError as exc:
@@ -156,7 +158,7 @@ def _metrics(run_dir, target: Target, predicted: dict, bootstrap: int, ci_level:
     if target.absent:
         present = [k for k, c in enumerate(classes) if c not in target.absent]
         macro_over(metrics, classes, present, task)
-    studies = target.part.studies
+    studies = predicted["part"].studies
     if studies is not None and task == "multiclass":
         metrics["study_level"] = study_metrics(studies, y_true, predicted["probs"], classes)
         metrics["kappa"] = kappa(y_true, predicted["probs"])
@@ -191,7 +193,7 @@ def _choose(run_dir, spec, own: TxDataset | None, classes: list[str], batch_size
     """Thresholds by ``spec`` (chosen on the run's val split unless fixed), stored as RUN/thresholds.json."""
     task = rundir.RunDir(run_dir).resolved()["task"]
     if spec.fitted:
-        val = predict_split(run_dir, "val", batch_size, dataset=own, device=device)
+        val = predict_split(run_dir, "val", batch_size, dataset=own, device=device, own_dataset=True)
         record = thresholds_record(spec, classes, task, val["y_true"], val["logits"])
     else:
         record = thresholds_record(spec, classes, task)

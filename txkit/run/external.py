@@ -32,10 +32,11 @@ class Target:
     external: bool = False
     source: dict = field(default_factory=dict)  # the external dataset, as evaluate reports it
     absent: list[str] = field(default_factory=list)  # run classes without any image in the split
+    splits: dict | None = None  # the run's own splits by name (a fold run's train/val/oof); None: the dataset's
 
     @property
     def part(self) -> Split:
-        return self.dataset.splits[self.split]
+        return (self.splits if self.splits is not None else self.dataset.splits)[self.split]
 
     @property
     def tag(self) -> str:

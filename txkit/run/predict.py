@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from txkit.data.loader import TensorSplit, cache_settings
-from txkit.data.splits import resampling_groups
+from txkit.data.splits import resampling_groups, run_splits
 from txkit.datasets.base import TxDataset
 from txkit.datasets.intensity import InputCheck, load_file
 from txkit.datasets.pixels import as_float
@@ -27,18 +27,26 @@ from txkit.training.runtime import Runtime
 @torch.no_grad()
 @torch.no_grad()
 def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64, *,
-                  dataset: TxDataset | None = None, device: str = "auto", num_workers: int | str = "auto") -> dict:
+                  dataset: TxDataset | None = None, device: str = "auto", num_workers: int | str = "auto",
+                  own_dataset: bool | None = None) -> dict:
     """Labels, logits, probabilities, image ids and resampling groups of one split with the run's best
-    weights: {"y_true", "logits", "probs", "ids", "groups", "units", "classes", "task", "dataset"}.
+    weights: {"y_true", "logits", "probs", "ids", "groups", "units", "classes", "task", "dataset", "part" (the
+    Split)}.
+
+    On the run's own dataset (``dataset`` None, or ``own_dataset``) the split names are the run's: for a run of
+    one fold (`folds`) ``train`` and ``val`` are its fold's and ``oof`` its held-out fold
+    (:func:`txkit.data.splits.run_splits`).
 
     The images go through the intensity rule the run recorded (not one fitted again on today's training files)
     at its image size, on the inference runtime: the GPU with loader workers when there is one. Images of a kind
     the run never saw in training (a sample of the split, as the rule's fit sampled the training split) are
     refused or warned about first (``IntensityRule.unseen``): ``dataset`` may be another one than it trained on."""
     loaded = open_run(run_dir)
+    if own_dataset is None:
+        own_dataset = dataset is None
     if dataset is None:
         dataset = load_dataset(loaded.cfg)
-    part = _split(dataset, split)
+    part = _split(run_splits(dataset, loaded.cfg) if own_dataset else dict(dataset.splits), split, dataset.name)
     InputCheck(loaded.rule).split(part)  # the recorded rule: older runs recorded no sources and are not checked
     data = TensorSplit(part, loaded.image_size, dataset.task, recorded_rule(loaded, dataset),
                        cache_settings(loaded.cfg), label=f"{dataset.name} {split}")
@@ -54,7 +62,7 @@ def predict_split(run_dir: str | Path, split: str = "test", batch_size: int = 64
     units = "images" if groups is None else "patients" if part.groups is not None else "studies"
     return {"y_true": torch.cat(labels).numpy(), "logits": logits, "probs": probabilities(logits, dataset.task),
             "ids": list(part.ids), "groups": groups, "units": units, "classes": dataset.classes,
-            "task": dataset.task, "dataset": dataset}
+            "task": dataset.task, "dataset": dataset, "part": part}
 
 
 @torch.no_grad()
@@ -100,15 +108,15 @@ def _thresholds_now(run_dir, loaded, spec, device: str) -> dict:
         return thresholds_record(spec, loaded.classes, loaded.task)
     dataset = load_dataset(loaded.cfg)
     check_val(dataset)
-    val = predict_split(run_dir, "val", dataset=dataset, device=device)
+    val = predict_split(run_dir, "val", dataset=dataset, device=device, own_dataset=True)
     return thresholds_record(spec, loaded.classes, loaded.task, val["y_true"], val["logits"])
 
 
-def _split(dataset: TxDataset, split: str):
-    if split not in dataset.splits:
-        raise TxkitError(f"`split` {split}: the run's dataset ({dataset.name}) has no {split!r} split; use one "
-                         f"of: {', '.join(dataset.splits)}")
-    if not len(dataset.splits[split]):
-        raise TxkitError(f"`split` {split}: the {split} split of {dataset.name} is empty; use one of: "
-                         f"{', '.join(s for s, part in dataset.splits.items() if len(part))}")
-    return dataset.splits[split]
+def _split(splits: dict, split: str, name: str):
+    if split not in splits:
+        raise TxkitError(f"`split` {split}: the run's dataset ({name}) has no {split!r} split; use one "
+                         f"of: {', '.join(splits)}")
+    if not len(splits[split]):
+        raise TxkitError(f"`split` {split}: the {split} split of {name} is empty; use one of: "
+                         f"{', '.join(s for s, part in splits.items() if len(part))}")
+    return splits[split]

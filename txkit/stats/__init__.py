@@ -22,6 +22,8 @@ Operating points (:mod:`txkit.stats.operating`)
 Subgroups and two test sets (:mod:`txkit.stats.subgroups`)
     subgroup_analysis(y_true, logits, classes, task, values, *, groups=None, thresholds=None, ...),
     two_sample_difference(y_a, logits_a, y_b, logits_b, task, *, metrics=("accuracy", "auc"), ...)
+Cross-validation (:mod:`txkit.stats.crossval`)
+    corrected_resampled_ttest(differences, n_train, n_test, level=0.95) -> dict (Nadeau-Bengio)
 Calibration (:mod:`txkit.stats.calibration`)
     expected_calibration_error(y_true, probs, n_bins=15, task=None), brier_score(y_true, probs, task=None),
     reliability_curve(y_true, probs, n_bins=15, task=None), plot_reliability(y_true, probs, path, title, ...),
@@ -35,6 +37,7 @@ from txkit.stats.bootstrap import bootstrap_ci, bootstrap_metrics, paired_bootst
 from txkit.stats.calibration import (apply_temperature, brier_score, calibration_summary,
                                      expected_calibration_error, fit_temperature, negative_log_likelihood,
                                      plot_reliability, reliability_curve)
+from txkit.stats.crossval import corrected_resampled_ttest
 from txkit.stats.delong import delong_auc_ci, delong_compare, delong_covariance, delong_per_class, delong_test
 from txkit.stats.operating import bootstrap_operating_points, choose_threshold, operating_points
 from txkit.stats.resampling import make_plan, resample_indices, resample_weights
@@ -43,7 +46,7 @@ from txkit.stats.subgroups import subgroup_analysis, two_sample_difference
 
 __all__ = [
     "apply_temperature", "bootstrap_ci", "bootstrap_metrics", "bootstrap_operating_points", "brier_score",
-    "calibration_summary", "choose_threshold",
+    "calibration_summary", "choose_threshold", "corrected_resampled_ttest",
     "delong_auc_ci", "delong_compare", "delong_covariance", "delong_per_class", "delong_test",
     "expected_calibration_error", "fit_temperature", "log_probabilities", "make_plan", "negative_log_likelihood",
     "operating_points", "paired_bootstrap_difference", "percentile_interval", "plot_reliability", "probabilities",

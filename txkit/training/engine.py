@@ -20,7 +20,7 @@ from txkit.training.build import build_network, build_strategy, resolved_weights
 from txkit.config import TrainConfig
 from txkit.training.commit import RESUME_FIX, CheckpointError
 from txkit.data.loader import TensorSplit, cache_settings, input_rule, train_batches
-from txkit.data.splits import check_nonempty, fraction_indices, label_strata
+from txkit.data.splits import FoldParts, check_nonempty, fold_parts, fraction_indices, label_strata
 from txkit.training.imbalance import SAMPLERS, BalancedBatches, class_weights, loss_function, sample_weights
 from txkit.training.input_size import check_input_size, image_size
 from txkit.training.logs import EpochLogs
@@ -101,7 +101,8 @@ class Trainer:
         self.strategy = build_strategy(cfg)
         self.plan = epoch_plan(self.strategy, cfg.epochs)
         self.dataset = load_dataset(cfg)
-        check_nonempty(self.dataset)
+        # with `folds` the validation images come from the training folds: the dataset's val split may be empty
+        check_nonempty(self.dataset, ("train",) if cfg.folds is not None else ("train", "val"))
         self.task = self.dataset.task
         self.state = LoopState()
         torch.manual_seed(cfg.seed)
@@ -126,16 +127,38 @@ class Trainer:
             phase_settings(self.cfg, phase)
 
     def _build_splits(self) -> None:
-        train = self.dataset.split("train")
-        keep = fraction_indices(train, self.cfg.fraction, self.cfg.seed, self.task)
-        self.rule, self.cache = input_rule(self.cfg, self.dataset), cache_settings(self.cfg)
-        self.train_data = TensorSplit(train, self.size, self.task, self.rule, self.cache, indices=keep,
-                                      label=f"{self.dataset.name} train")
-        self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task, self.rule, self.cache,
-                                    label=f"{self.dataset.name} val")
+        self.folds: FoldParts | None = None
+        if self.cfg.folds is not None:
+            self._build_fold_splits()
+        else:
+            train = self.dataset.split("train")
+            keep = fraction_indices(train, self.cfg.fraction, self.cfg.seed, self.task)
+            self.rule, self.cache = input_rule(self.cfg, self.dataset), cache_settings(self.cfg)
+            self.train_data = TensorSplit(train, self.size, self.task, self.rule, self.cache, indices=keep,
+                                          label=f"{self.dataset.name} train")
+            self.val_data = TensorSplit(self.dataset.split("val"), self.size, self.task, self.rule, self.cache,
+                                        label=f"{self.dataset.name} val")
         self.loaders = self.runtime.loaders(self.cfg.batch_size, self.cfg.seed)
         ddp.check(self.cfg, len(self.train_data))
         self.steps_per_epoch = len(train_batches(len(self.train_data), self.cfg.batch_size))
+
+    def _build_fold_splits(self) -> None:
+        """Fold `fold` of the pooled train+val images (txkit.data.splits): train on the other folds less their
+        validation slice (then `fraction`), validate on that slice, predict the fold itself at the end. The three
+        TensorSplits index one pooled split, so the folds and cells share one disk image cache (under a
+        `percentile` rule, whose bounds are fitted per fold, one per fold)."""
+        cfg = self.cfg
+        self.folds = parts = fold_parts(self.dataset, cfg.folds, cfg.fold, cfg.fold_repeat, cfg.fold_seed)
+        pool, name = parts.pool, self.dataset.name
+        keep = parts.train[fraction_indices(pool.subset(parts.train), cfg.fraction, cfg.seed, self.task)]
+        # the intensity rule is fitted on the fold's training images, as a run without folds fits it on train
+        self.rule = input_rule(cfg, self.dataset, fitted_on=pool.subset(parts.train))
+        self.cache = cache_settings(cfg)
+        label = f"{name} fold {cfg.fold}/{cfg.folds}"
+        self.train_data = TensorSplit(pool, self.size, self.task, self.rule, self.cache, indices=keep,
+                                      label=f"{label} train")
+        self.val_data = TensorSplit(pool, self.size, self.task, self.rule, self.cache, indices=parts.val,
+                                    label=f"{label} val")
 
     def _build_imbalance(self) -> None:
         """Loss weights and sampling weights from the training labels (see txkit.training.imbalance)."""
@@ -381,16 +404,36 @@ class Trainer:
             save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
         return metrics
 
+    def oof_metrics(self) -> dict | None:
+        """With `folds`: the held-out fold's metrics with the best weights, its predictions stored as
+        predictions_oof.npz (ids and patients with them) for the experiment report's pooled statistics."""
+        distributed.barrier()  # under torchrun: process 0 has written the best weights
+        if self.folds is None or not (self.run_dir / RunDir.WEIGHTS).exists():
+            return None
+        self.net.load_state_dict(ckpt.load_tensors(self.run_dir / RunDir.WEIGHTS))
+        parts = self.folds
+        data = TensorSplit(parts.pool, self.size, self.task, self.rule, self.cache, indices=parts.oof,
+                           label=f"{self.dataset.name} fold {self.cfg.fold}/{self.cfg.folds} out-of-fold")
+        metrics, logits, labels = self.evaluate_with_logits(data)
+        if distributed.is_main():
+            split = data.split
+            save_predictions(self.run_dir, "oof", labels, logits, split.ids, resampling_groups(split))
+        return metrics
+
 
 def horizontal_flip(x: torch.Tensor) -> torch.Tensor:
     flip = torch.rand(x.shape[0], device=x.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def engine_summary(trainer: Trainer, status: str, elapsed: float, test: dict | None) -> dict:
-    return {"status": status, "monitor": trainer.cfg.monitor, "best_val": trainer.state.best,
-            "best_epoch": trainer.state.best_epoch, "epochs_run": trainer.state.epoch,
-            "weights": resolved_weights(trainer.cfg, trainer.strategy), "image_size": trainer.size,
-            "train_images": len(trainer.train_data), "elapsed_s": round(elapsed, 2), "test": test,
-            "image_cache": {"train": trainer.train_data.cache_status, "val": trainer.val_data.cache_status},
-            "feature_cache": trainer.feature_cache.summary()}
+def engine_summary(trainer: Trainer, status: str, elapsed: float, test: dict | None,
+                   oof: dict | None = None) -> dict:
+    summary = {"status": status, "monitor": trainer.cfg.monitor, "best_val": trainer.state.best,
+               "best_epoch": trainer.state.best_epoch, "epochs_run": trainer.state.epoch,
+               "weights": resolved_weights(trainer.cfg, trainer.strategy), "image_size": trainer.size,
+               "train_images": len(trainer.train_data), "elapsed_s": round(elapsed, 2), "test": test,
+               "image_cache": {"train": trainer.train_data.cache_status, "val": trainer.val_data.cache_status},
+               "feature_cache": trainer.feature_cache.summary()}
+    if trainer.folds is not None:
+        summary["oof"] = oof  # the held-out fold's metrics (None when the run did not finish)
+    return summary

@@ -115,6 +115,8 @@ def write_config(trainer: Trainer) -> None:
                 "train_images": len(trainer.train_data), "val_images": len(trainer.val_data),
                 "class_weights": trainer.class_weights, "sampler": trainer.cfg.sampler,
                 "intensity": {**trainer.rule.record(), "warnings": intensity_warnings(trainer)}}
+    if trainer.folds is not None:  # which fold of which assignment (its digest is equal across cells and seeds)
+        resolved["folds"] = trainer.folds.record
     storage.write_json(trainer.run_dir / RunDir.CONFIG,
                     {"config": trainer.cfg.to_dict(), "resolved": resolved, **environment()})
 
@@ -173,7 +175,8 @@ def machine_fault(trainer: Trainer, exc: BaseException) -> TxkitError | None:
 def _finish(trainer: Trainer, status: str, elapsed: float) -> dict:
     """The summary; on a full disk it stays in memory (the checkpoint, not the summary, is what resumes)."""
     test = trainer.test_metrics() if status in FINISHED else None
-    summary = engine_summary(trainer, status, elapsed, test)
+    oof = trainer.oof_metrics() if status in FINISHED else None
+    summary = engine_summary(trainer, status, elapsed, test, oof)
     try:
         if distributed.is_main():
             storage.write_json(trainer.run_dir / RunDir.SUMMARY, summary)
