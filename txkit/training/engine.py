@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from txkit.datasets.base import TxDataset
+from txkit.datasets.files import check_images
 from txkit.errors import TxkitError
 from txkit.training.feature_cache import FeatureCache
 from txkit.plugins import create
@@ -109,6 +110,8 @@ class Trainer:
         self.strategy = build_strategy(cfg)
         self.plan = epoch_plan(self.strategy, cfg.epochs)
         self.dataset = load_dataset(cfg)
+        # every image of every split opens (the test split's is otherwise first read after the last epoch)
+        check_images(self.dataset, skip=cfg.skip_bad_images)
         check_nonempty(self.dataset)
         self.task = self.dataset.task
         self.state = LoopState()
