@@ -364,7 +364,7 @@ class Trainer:
         optimizer = ckpt.split_tensors(self.optimizer.state_dict(), "optimizer", tensors)
         scheduler = ckpt.split_tensors(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None
         token = f"{self.state.epoch}-{uuid.uuid4().hex}"
-        pending = self.run_dir / (RunDir.CHECKPOINT + PENDING)
+        pending = self.run_dir / RunDir.CHECKPOINT_PENDING
         ckpt.save_tensors(pending, tensors, metadata={"token": token})
         try:
             storage.write_json(self.run_dir / RunDir.CHECKPOINT_STATE,
@@ -405,8 +405,7 @@ class Trainer:
         best_now = self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
         if best_now and ckpt.tensor_metadata(self.run_dir / RunDir.WEIGHTS).get("epoch") != str(self.state.epoch):
             self.save_best()
-        storage.remove_stale_temps(self.run_dir)
-        (self.run_dir / (RunDir.CHECKPOINT + PENDING)).unlink(missing_ok=True)
+        # Temp files and uncommitted tensors were removed when the resume opened the run (RunDir, under its lock).
 
     def test_metrics(self) -> dict | None:
         distributed.barrier()  # under torchrun: process 0 has written the best weights
@@ -420,9 +419,6 @@ class Trainer:
         if distributed.is_main():
             save_predictions(self.run_dir, "test", labels, logits, split.ids, resampling_groups(split))
         return metrics
-
-
-PENDING = ".pending"
 
 
 def read_checkpoint(run_dir: Path) -> dict | None:
@@ -439,7 +435,7 @@ def read_checkpoint(run_dir: Path) -> dict | None:
 def committed_tensors(run_dir: Path, saved: dict) -> Path:
     """The tensors file checkpoint.json committed: checkpoint.safetensors, or the pending file a crash left
     just before its rename (then the rename is completed here)."""
-    final, pending = Path(run_dir) / RunDir.CHECKPOINT, Path(run_dir) / (RunDir.CHECKPOINT + PENDING)
+    final, pending = Path(run_dir) / RunDir.CHECKPOINT, Path(run_dir) / RunDir.CHECKPOINT_PENDING
     token = saved.get("tensors_token")
     if token is None or ckpt.tensor_metadata(final).get("token") == token:
         return final  # runs written before tokens existed have none
