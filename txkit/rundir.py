@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from txkit.errors import TxkitError
-from txkit.storage import NotARunError, atomic_write_bytes, read_json, read_jsonl, remove_stale_temps
+from txkit.storage import NotARunError, atomic_write_bytes, read_json, read_jsonl, remove_stale_temps, write_json
 
 PREDICTIONS = "predictions_{split}.npz"
 
@@ -119,6 +119,13 @@ class RunDir:
     def holder(self) -> dict | None:
         """The record (pid, host, command, started) of the live process that holds the run, or None."""
         return RunLock.holder(self.path)
+
+    def record_config(self, cfg, **resolved) -> None:
+        """Rewrite the config that config.json records, and the ``resolved`` values given (a resume that turns
+        on skip_bad_images, and the image counts that follow)."""
+        data = self.config_json()
+        write_json(self.file(self.CONFIG), {**data, "config": cfg.to_dict(), "resolved": {**data["resolved"],
+                                                                                          **resolved}})
 
     def remove_interrupted_writes(self) -> list[str]:
         """Delete what a killed write left: temporary files (``.NAME.XXXX.tmp``) and tensors that no

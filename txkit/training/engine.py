@@ -187,8 +187,18 @@ class Trainer:
             self.logs.close()
             self.feature_cache.close()
 
+    def training_done(self) -> str | None:
+        """The status a resumed run whose training had ended already has ("completed", "early-stopped"; its
+        test evaluation is what failed), or None while epochs remain."""
+        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
+            return "early-stopped"
+        return "completed" if self.state.epoch >= len(self.plan) else None
+
     def _fit(self, progress) -> str:
         total = len(self.plan)
+        done = self.training_done()
+        if done:  # no progress bar at "epoch 4/3", and no epoch past an early stop
+            return done
         task = progress.add_task("train", total=self.steps_per_epoch, epoch=f"{self.state.epoch + 1}/{total}",
                                  loss=float("nan"), val="-")
         while self.state.epoch < total:

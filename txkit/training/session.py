@@ -73,24 +73,28 @@ def _new_run(cfg: TrainConfig, out: str | None) -> tuple[Trainer, RunLock | None
     return trainer, lock
 
 
-def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
-    """Continue an interrupted run. The run directory is locked until this returns: a second resume of the
-    same run is refused."""
+def resume(run_dir: str, console: Console | None = None, skip_bad_images: bool = False) -> tuple[Path, dict]:
+    """Continue an interrupted run; ``skip_bad_images`` turns the option on from now on (config.json records it).
+    The run directory is locked until this returns: a second resume of the same run is refused."""
     distributed.ensure_init()
     console = distributed.quiet(console or Console(stderr=True))
     run = Path(run_dir)
-    trainer, previous, lock = distributed.main_first(_restore, run)  # process 0 repairs the files first
+    trainer, previous, lock = distributed.main_first(_restore, run, skip_bad_images)  # process 0 repairs first
     try:
         if trainer is None:
             return run, previous
-        console.print(f"resuming {run} after epoch {trainer.state.epoch}")
+        if trainer.training_done():  # every epoch is committed; what failed came after them (the test split)
+            console.print(f"resuming {run}: its {trainer.state.epoch} epoch(s) are trained; testing the best "
+                          f"checkpoint")
+        else:
+            console.print(f"resuming {run} after epoch {trainer.state.epoch}")
         return trainer.run_dir, _run(trainer, console)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _restore(run: Path) -> tuple[Trainer | None, dict | None, RunLock | None]:
+def _restore(run: Path, skip_bad_images: bool) -> tuple[Trainer | None, dict | None, RunLock | None]:
     """The resumed Trainer (None for a finished run, with its summary) and, on process 0, the run's lock."""
     run_dir = RunDir(run)
     run_dir.config_json()  # one line when the folder is not a readable run (before a lock file is made there)
@@ -98,7 +102,7 @@ def _restore(run: Path) -> tuple[Trainer | None, dict | None, RunLock | None]:
     try:
         if lock is not None:
             run_dir.remove_interrupted_writes()  # a killed write's temp and uncommitted files, before any read
-        trainer, previous = _restore_locked(run)
+        trainer, previous = _restore_locked(run, skip_bad_images)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -109,7 +113,7 @@ def _restore(run: Path) -> tuple[Trainer | None, dict | None, RunLock | None]:
     return trainer, previous, lock
 
 
-def _restore_locked(run: Path) -> tuple[Trainer | None, dict | None]:
+def _restore_locked(run: Path, skip_bad_images: bool) -> tuple[Trainer | None, dict | None]:
     cfg, recorded = rundir.load_run_config(run)
     previous = RunDir(run).summary()
     if previous and previous.get("status") in FINISHED:
@@ -118,13 +122,19 @@ def _restore_locked(run: Path) -> tuple[Trainer | None, dict | None]:
         raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
                          f"lower `lr`")
     distributed.check_resume(run, recorded.get("distributed"))
+    skipping = skip_bad_images and not cfg.skip_bad_images
+    if skipping:
+        cfg = cfg.replace(skip_bad_images=True)
     saved = read_checkpoint(run)
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         if distributed.is_main():
             (run / RunDir.METRICS).unlink(missing_ok=True)
-        return Trainer(cfg, run), None
-    trainer = Trainer(cfg, run, load_weights=False)
-    trainer.load_checkpoint(saved)
+        trainer = Trainer(cfg, run)
+    else:
+        trainer = Trainer(cfg, run, load_weights=False)
+        trainer.load_checkpoint(saved)
+    if skipping and distributed.is_main():  # so that a later resume keeps skipping
+        RunDir(run).record_config(cfg, train_images=len(trainer.train_data), val_images=len(trainer.val_data))
     return trainer, None
 
 
