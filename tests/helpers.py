@@ -23,6 +23,24 @@ def tiny_config(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
+def image_folders(root, bad=None, per_split=(("train", 8), ("val", 3), ("test", 3))):
+    """An imagefolder dataset: train/ val/ test/ with classes a and b (32 px noise PNGs, ``per_split`` images per
+    class); ``bad``, a path under ``root``, is overwritten with junk. Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in per_split:
+        for name in ("a", "b"):
+            for i in range(n):
+                path = Path(root) / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(path)
+    if bad is not None:
+        (Path(root) / bad).write_bytes(b"not an image")
+    return Path(root)
+
+
 def run_txkit(*args, env=None, cwd=None, timeout=600):
     """Run the real `txkit` entry point (``txkit.cli.main:main``) in a new process; a CompletedProcess.
 

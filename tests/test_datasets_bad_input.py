@@ -5,7 +5,7 @@ splits, and error messages that give only advice the command can take."""
 import numpy as np
 import pytest
 from faults import assert_one_line_error, tree_hashes
-from helpers import make_distribution, pythonpath, run_txkit
+from helpers import image_folders, make_distribution, pythonpath, run_txkit
 from PIL import Image
 
 from txkit.datasets.base import Split, TxDataset, load_gray, to_gray_uint8
@@ -268,3 +268,44 @@ def test_predict_missing_image_is_one_line_without_dataset_advice(tmp_path):
     line = assert_one_line_error(result, "nowhere.png: image file not found; check the path", exit_code=1)
     assert "--skip-bad-images" not in line and "path column" not in line and "data root" not in line
     assert tree_hashes(run) == before
+
+
+# ------------------------------------------------------------ unreadable images, found before the first epoch
+
+def test_an_unreadable_image_only_in_the_test_split_stops_the_run_before_the_first_epoch(tmp_path):
+    root = image_folders(tmp_path / "data", bad="test/a/1.png")
+    result = train("imagefolder", root, tmp_path / "run", "--batch-size", "8",
+                   env={"TXKIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert_one_line_error(result, root / "test/a/1.png", "--skip-bad-images")
+    assert not (tmp_path / "run").exists()  # no epoch trained, nothing written
+    assert not (tmp_path / "cache").exists()  # not even the training images were decoded
+
+
+def test_check_images_opens_every_split_and_skips_with_skip_bad_images(tmp_path):
+    from txkit.datasets.files import check_images, file_split
+
+    root = image_folders(tmp_path, per_split=(("train", 2), ("test", 2)))
+    truncated = root / "test/b/0.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])  # a valid header, its image data cut short
+
+    def dataset():
+        test = file_split(sorted((root / "test").rglob("*.png")), [0, 0, 1, 1])
+        train = file_split(sorted((root / "train").rglob("*.png")), [0, 0, 1, 1])
+        return TxDataset("folders", ["a", "b"], {"train": train, "val": test, "test": test})
+
+    with pytest.raises(DataError, match=rf"{truncated}: unreadable or truncated image.*`skip_bad_images`"):
+        check_images(dataset())
+    skipping = dataset()
+    assert check_images(skipping, skip=True) == 1  # val and test are one split: checked and counted once
+    assert skipping.info["skipped_images"] == 1 and str(truncated) not in skipping.splits["test"].ids
+    assert len(skipping.splits["test"]) == 3 and skipping.splits["val"] is skipping.splits["test"]
+    assert len(skipping.splits["train"]) == 4
+
+
+def test_check_images_keeps_a_file_that_only_the_header_check_mistrusts(tmp_path, monkeypatch):
+    from txkit.datasets import files
+
+    root = image_folders(tmp_path, per_split=(("train", 2),))
+    split = files.file_split(sorted(root.rglob("*.png")), [0, 0, 1, 1])
+    monkeypatch.setattr(files, "opens", lambda path: False)  # every header "fails": each file is read in full
+    assert files.check_images(TxDataset("folders", ["a", "b"], {"train": split})) == 0

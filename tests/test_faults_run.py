@@ -6,13 +6,15 @@ import errno
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from faults import assert_one_line_error, tree_hashes
-from helpers import make_distribution, pythonpath, run_txkit, tiny_config
+from helpers import image_folders, make_distribution, pythonpath, run_txkit, tiny_config
 
-from txkit.errors import TxkitError
+from txkit.config import TrainConfig
+from txkit.errors import DataError, TxkitError
 from txkit.training import checkpoint as ckpt
 from txkit.training import commit
 from txkit.training import session
@@ -294,6 +296,59 @@ def test_a_name_clash_fails_before_a_run_directory_exists(tmp_path, site):
     result = run_txkit("train", *TINY, "--epochs", "1", cwd=tmp_path, env=pythonpath(site))
     assert_one_line_error(result, "resnet18")
     assert not (tmp_path / "runs").exists()
+
+
+# --- 7. a run whose epochs are trained but whose test split failed ---------------------------------------------
+
+def test_resume_takes_skip_bad_images_and_tests_a_run_whose_test_image_broke_after_training(tmp_path, monkeypatch):
+    root = image_folders(tmp_path / "data")
+    bad = root / "test/a/1.png"
+    cfg = TrainConfig(dataset="imagefolder", data_root=str(root), backbone="resnet18", weights="none", epochs=2,
+                      batch_size=8, image_size=32, device="cpu", cache_dir=str(tmp_path / "cache"))
+    original = Trainer.train_epoch
+
+    def breaking(self, epoch, progress, task):
+        if epoch == 1:  # after the start's check of every image, before the test split is read
+            bad.write_bytes(b"junk")
+        return original(self, epoch, progress, task)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", breaking)
+        with pytest.raises(DataError, match=str(bad)):
+            session.train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    refused = run_txkit("train", "--resume", str(run))
+    assert_one_line_error(refused, bad, "--skip-bad-images")
+    assert "epoch 3/2" not in refused.stderr + refused.stdout  # the start's check fails before any progress bar
+    resumed = run_txkit("train", "--resume", str(run), "--skip-bad-images", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "epoch 3/2" not in resumed.stderr and "2 epoch(s) are trained; testing" in resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2 and summary["test"] is not None
+    assert metric_epochs(run) == [1, 2]
+    assert json.loads((run / "config.json").read_text())["config"]["skip_bad_images"] is True  # kept from now on
+    ids = list(np.load(run / "predictions_test.npz")["ids"])
+    assert len(ids) == 5 and str(bad) not in ids
+
+
+def test_a_resumed_early_stopped_run_trains_no_epoch_past_its_stop(tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=4, patience=1)
+    aucs = iter([0.9, 0.5])  # epoch 2 does not improve: patience 1 stops the run after it
+    evaluate = Trainer.evaluate
+
+    def scripted(self, data, epoch=None):
+        return {**evaluate(self, data, epoch), "auc": next(aucs)}
+
+    def failing_test(self):
+        raise DataError("the test split is unreadable")
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "evaluate", scripted)
+        patch.setattr(Trainer, "test_metrics", failing_test)
+        with pytest.raises(DataError):
+            session.train(cfg, tmp_path / "run")
+    assert metric_epochs(tmp_path / "run") == [1, 2]
+    run, summary = session.resume(str(tmp_path / "run"))
+    assert summary["status"] == "early-stopped" and summary["test"] is not None
+    assert metric_epochs(run) == [1, 2]
 
 
 # --- 10. the safety net at the CLI boundary ----------------------------------------------------------------

@@ -50,6 +50,27 @@ def test_a_bad_class_weights_file_names_the_file_and_field(tmp_path, content):
         class_weights(str(path), np.array([0, 1]), ["a", "b"], "multiclass")
 
 
+@pytest.mark.parametrize("content", ["[0, 1]", "[0, 0]", "[Infinity, 1]", "[-1, 1]", "[NaN, 1]", "[1, -Infinity]",
+                                     '{"a": NaN, "b": 1}'])
+def test_class_weights_not_finite_or_zero_for_a_training_class_are_refused_in_one_line(tmp_path, content):
+    # both classes are in the training split: a 0 drops one from the loss, all 0 make it NaN, Infinity makes it inf
+    path = tmp_path / "w.json"
+    path.write_text(content)
+    with pytest.raises(TxkitError, match=rf"`class_weights` {path}: .*finite weight > 0") as caught:
+        class_weights(str(path), np.array([0, 1, 1]), ["a", "b"], "multiclass")
+    assert "\n" not in str(caught.value) and "none or balanced" in str(caught.value)
+
+
+def test_a_zero_class_weight_is_kept_for_a_class_absent_from_the_training_split(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text("[0, 1]")
+    assert class_weights(str(path), np.array([1, 1]), ["a", "b"], "multiclass") == [0.0, 1.0]
+    # multi-label: "present" is a positive among the known labels (pos_weight only weighs positives)
+    assert class_weights(str(path), np.array([[0, 1], [np.nan, 0]]), ["a", "b"], "multilabel") == [0.0, 1.0]
+    with pytest.raises(TxkitError, match="class 'a' has weight 0"):
+        class_weights(str(path), np.array([[1, 1], [np.nan, 0]]), ["a", "b"], "multilabel")
+
+
 def test_weighted_loss_weighs_each_class():
     logits, target = torch.zeros(2, 2), torch.tensor([0, 1])
     per_class = torch.nn.functional.cross_entropy(logits, target, reduction="none")
@@ -119,4 +140,15 @@ def test_class_weights_option_on_the_cli_names_the_file(tmp_path):
                        "resnet18", "--weights", "none", "--epochs", "1", "--device", "cpu", "--class-weights",
                        str(tmp_path / "missing.json"), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "missing.json")
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_class_weights_on_the_cli_are_one_line_naming_the_flag_before_a_run_exists(tmp_path):
+    weights = tmp_path / "zero.json"
+    weights.write_text(json.dumps([0] * 7))  # synthetic-dld's 7 classes, all in its training split
+    result = run_txkit("train", "--data-option", "per_class=6", "--data-option", "size=32", "--backbone",
+                       "resnet18", "--weights", "none", "--epochs", "1", "--device", "cpu", "--class-weights",
+                       str(weights), "--out", str(tmp_path / "run"))
+    line = assert_one_line_error(result, "--class-weights", str(weights), "finite weight > 0")
+    assert "lr" not in line.split(str(weights))[1]  # not blamed on the learning rate
     assert not (tmp_path / "run").exists()

@@ -45,13 +45,15 @@ def train(config: TrainConfig | None = None, /, *, out: str | Path | None = None
     return Run(run_dir)
 
 
-def resume(path: str | Path, *, progress: bool = True) -> "Run":
-    """Continue an interrupted run (a finished one is returned as it is)."""
+def resume(path: str | Path, *, progress: bool = True, skip_bad_images: bool = False) -> "Run":
+    """Continue an interrupted run (a finished one is returned as it is); ``skip_bad_images=True`` skips
+    unreadable images from now on (recorded in the run's config.json)."""
     from txkit.training import session
 
     _path("path", path, "a run directory")
     _flag("progress", progress)
-    run_dir, _ = session.resume(str(path), console=_console(progress))
+    _flag("skip_bad_images", skip_bad_images)
+    run_dir, _ = session.resume(str(path), console=_console(progress), skip_bad_images=skip_bad_images)
     return Run(run_dir)
 
 

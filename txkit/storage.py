@@ -136,10 +136,14 @@ def umask() -> int:
     return mask
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Temporary files a killed process left behind (never trusted, never read)."""
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Temporary files a killed process left behind (never trusted, never read); returns their names.
+    Only for a folder no other process is writing (a run directory under its lock)."""
+    removed = []
     for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
 
 
 def write_json(path: Path, obj: Any) -> None:

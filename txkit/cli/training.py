@@ -20,7 +20,8 @@ def _fmt(value) -> str:
 @click.command("train")
 @config_options
 @click.option("--out", type=click.Path(), help="Run directory (default runs/TIMESTAMP-DATASET-BACKBONE-STRATEGY).")
-@click.option("--resume", type=click.Path(), help="Continue an interrupted run directory; other options are ignored.")
+@click.option("--resume", type=click.Path(), help="Continue an interrupted run directory; other options are ignored, "
+                                                  "but --skip-bad-images turns skipping on (recorded in the run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_command(out, resume, as_json, **options):
     """Train a transfer-learning model. With no options: the embedded synthetic-dld set on
@@ -31,7 +32,7 @@ def train_command(out, resume, as_json, **options):
 
     with launch():  # under torchrun: one run on every process, one line on a failure (docs/scaling.md)
         if resume:
-            run_dir, summary = session.resume(resume)
+            run_dir, summary = session.resume(resume, skip_bad_images=options["skip_bad_images"])
         else:
             cfg = distributed.main_first(config_from_options, options)
             run_dir, summary = session.train(cfg, out, wording=for_cli)

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from txkit.datasets.base import Split, load_gray, read_intensity
+from txkit.datasets.base import Split, TxDataset, load_gray, read_intensity
 from txkit.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".dcm"}
@@ -49,6 +49,66 @@ def readable(path: Path) -> bool:
         return True
     except DataError:
         return False
+
+
+def opens(path: str | Path) -> bool:
+    """Whether an image file's header reads, without decoding its pixels: PIL's open and ``verify`` (for PNG
+    that checks every chunk's checksum, so a truncated PNG fails too; JPEG and TIFF stop at the header), the
+    DICOM header for DICOM. Cheap enough for every image of a dataset before a run starts."""
+    from PIL import Image
+
+    from txkit.datasets.dicom import is_dicom, read_header
+
+    try:
+        if is_dicom(path):
+            read_header(path)
+            return True
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "read it in full to find out"
+        return False
+
+
+def check_images(dataset: TxDataset, skip: bool = False) -> int:
+    """Open every image file of every split (:func:`opens`), so that an unreadable image stops a run before
+    its first epoch, whichever split holds it (the test split is otherwise first read after the last epoch).
+
+    A file that does not open is read in full by its split, so the error is the dataset's own (naming the file
+    and its advice) and a file only the header check mistrusts is kept. With ``skip`` (`skip_bad_images`) the
+    unreadable images are dropped from their split and counted in ``info["skipped_images"]`` instead; returns
+    how many. Splits without files (images in memory) need no check.
+    """
+    checked: dict[int, Split] = {}  # a split reused whole (val = test) is checked once and stays one object
+    dropped = 0
+    for name, split in list(dataset.splits.items()):
+        if split.sources is None:
+            continue
+        if id(split) not in checked:
+            bad = _unreadable(split, skip)
+            dropped += len(bad)
+            checked[id(split)] = split.subset([i for i in range(len(split)) if i not in bad]) if bad else split
+        dataset.splits[name] = checked[id(split)]
+    if dropped:
+        dataset.info["skipped_images"] = dataset.info.get("skipped_images", 0) + dropped
+    return dropped
+
+
+def _unreadable(split: Split, skip: bool) -> set[int]:
+    bad = set()
+    for index, source in enumerate(split.sources):
+        if opens(source):
+            continue
+        try:
+            split.image(index)
+        except DataError as exc:
+            if not skip:
+                message = str(exc)
+                if "skip_bad_images" not in message:
+                    message += "; or pass `skip_bad_images` to skip it"
+                raise DataError(message) from None
+            bad.add(index)
+    return bad
 
 
 def drop_unreadable(paths: list[Path], *columns: Sequence) -> tuple[list[Path], list, int]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from txkit.datasets.base import TxDataset
+from txkit.datasets.files import check_images
 from txkit.errors import TxkitError
 from txkit.training.feature_cache import FeatureCache
 from txkit.plugins import create
@@ -101,6 +102,8 @@ class Trainer:
         self.strategy = build_strategy(cfg)
         self.plan = epoch_plan(self.strategy, cfg.epochs)
         self.dataset = load_dataset(cfg)
+        # every image of every split opens (the test split's is otherwise first read after the last epoch)
+        check_images(self.dataset, skip=cfg.skip_bad_images)
         # with `folds` the validation images come from the training folds: the dataset's val split may be empty
         check_nonempty(self.dataset, ("train",) if cfg.folds is not None else ("train", "val"))
         self.task = self.dataset.task
@@ -200,8 +203,18 @@ class Trainer:
             self.logs.close()
             self.feature_cache.close()
 
+    def training_done(self) -> str | None:
+        """The status a resumed run whose training had ended already has ("completed", "early-stopped"; its
+        test evaluation is what failed), or None while epochs remain."""
+        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
+            return "early-stopped"
+        return "completed" if self.state.epoch >= len(self.plan) else None
+
     def _fit(self, progress) -> str:
         total = len(self.plan)
+        done = self.training_done()
+        if done:  # no progress bar at "epoch 4/3", and no epoch past an early stop
+            return done
         task = progress.add_task("train", total=self.steps_per_epoch, epoch=f"{self.state.epoch + 1}/{total}",
                                  loss=float("nan"), val="-")
         while self.state.epoch < total:

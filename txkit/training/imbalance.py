@@ -6,7 +6,9 @@ Rules (also in docs/training.md):
   split (scikit-learn's ``compute_class_weight("balanced")``); multi-label ``pos_weight = negatives /
   positives`` per label over known (non-NaN) labels, as ``BCEWithLogitsLoss`` expects.
 - ``class_weights = FILE``: a JSON file, either ``{"class name": weight, ...}`` naming every class, or a
-  list with one weight per class in the dataset's class order.
+  list with one weight per class in the dataset's class order. Every weight is a finite number, and > 0 for
+  each class the training split holds (multi-label: each label with a positive there); 0 is allowed only for
+  a class absent from it. A zero or infinite weight of a present class makes the loss NaN or infinite.
 - ``sampler = "balanced"``: every epoch draws as many images as the split holds, with replacement, each
   with probability proportional to ``1 / size of its stratum`` (its class; for multi-label its first
   positive label, or "none"). The draw depends only on (seed, epoch), so runs repeat and resume exactly.
@@ -15,6 +17,7 @@ Rules (also in docs/training.md):
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,10 @@ def class_weights(rule: str, labels: np.ndarray, classes: list[str], task: str) 
         return None
     if rule == "balanced":
         return _balanced(labels, len(classes), task)
-    return _from_file(Path(rule).expanduser(), classes)
+    path = Path(rule).expanduser()
+    weights = _from_file(path, classes)
+    _check_present_classes(path, weights, labels, classes, task)
+    return weights
 
 
 def _balanced(labels: np.ndarray, k: int, task: str) -> list[float]:
@@ -64,9 +70,41 @@ def _from_file(path: Path, classes: list[str]) -> list[float]:
                              f"{', '.join(missing) or '-'}; unknown {', '.join(extra) or '-'}); {fix}")
         data = [data[c] for c in classes]
     if not isinstance(data, list) or len(data) != len(classes) or \
-            not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in data):
-        raise TxkitError(f"`class_weights` {path}: expected {len(classes)} non-negative numbers; {fix}")
+            not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in data):
+        raise TxkitError(f"`class_weights` {path}: expected {len(classes)} numbers; {fix}")
+    bad = next((i for i, w in enumerate(data) if not _finite(w) or w < 0), None)
+    if bad is not None:  # json reads NaN, Infinity and -Infinity
+        raise TxkitError(f"`class_weights` {path}: the weight of class {classes[bad]!r} is {_number(data[bad])}; "
+                         f"give every class a finite weight > 0 (0 only for a class absent from the training "
+                         f"split): fix the file, or use none or balanced")
     return [float(w) for w in data]
+
+
+def _check_present_classes(path: Path, weights: list[float], labels: np.ndarray, classes: list[str],
+                           task: str) -> None:
+    """A present class weighted 0 drops its images from the loss; all of them 0 make it 0 / 0 = NaN."""
+    if task == "multilabel":
+        present = np.where(np.isnan(labels), False, labels > 0.5).any(axis=0)
+    else:
+        present = np.bincount(labels.astype(int), minlength=len(classes)) > 0
+    zero = [c for c, w, p in zip(classes, weights, present) if p and w <= 0]
+    if zero:
+        names = (f"class {zero[0]!r} has weight 0 but is" if len(zero) == 1 else
+                 f"classes {', '.join(map(repr, zero))} have weight 0 but are")
+        raise TxkitError(f"`class_weights` {path}: {names} in the training split; give every "
+                         f"class the training split holds a finite weight > 0 (fix the file), or use none or "
+                         f"balanced")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
+def _number(value) -> str:
+    return {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN" if value != value else repr(value))
 
 
 def loss_function(task: str, weights: list[float] | None):

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from txkit import __version__, rundir, storage
 from txkit.colorizers import inputs
 from txkit.errors import TxkitError
-from txkit.rundir import RunDir
+from txkit.rundir import RunDir, RunLock
 from txkit.training import commit, distributed
 from txkit.training.build import resolved_weights
 from txkit.config import TrainConfig
@@ -42,26 +42,31 @@ def train(cfg: TrainConfig, out: str | None = None, console: Console | None = No
           wording: Callable[[str], str] = str) -> tuple[Path, dict]:
     """Check and build everything, then make the run directory (a failed start leaves nothing behind).
     ``wording`` renders the warnings, which name config fields in backticks: ``txkit.errors.for_cli`` names
-    the CLI's flags instead."""
+    the CLI's flags instead. The run directory is locked until this returns (one writer per run)."""
     distributed.ensure_init()  # under torchrun: join the process group (no-op in one process)
     console = distributed.quiet(console or Console(stderr=True))  # only process 0 prints
-    trainer = distributed.main_first(_new_run, cfg, out)  # process 0 first; an error on one stops all
-    trainer.run_dir = distributed.from_main(trainer.run_dir)
-    for warning in intensity_warnings(trainer):
-        console.print(f"warning: {wording(warning)}", style="yellow", markup=False, highlight=False)
-    return trainer.run_dir, _run(trainer, console)
+    trainer, lock = distributed.main_first(_new_run, cfg, out)  # process 0 first; an error on one stops all
+    try:
+        trainer.run_dir = distributed.from_main(trainer.run_dir)
+        for warning in intensity_warnings(trainer):
+            console.print(f"warning: {wording(warning)}", style="yellow", markup=False, highlight=False)
+        return trainer.run_dir, _run(trainer, console)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _new_run(cfg: TrainConfig, out: str | None) -> Trainer:
+def _new_run(cfg: TrainConfig, out: str | None) -> tuple[Trainer, RunLock | None]:
     main = distributed.is_main()  # under torchrun the others build the same Trainer, without a run directory
     if out and main:
         rundir.check_new_run_dir(Path(out).expanduser())  # before minutes of loading, again when it is made
     cfg = inputs.check_config(cfg)  # `intensity` hu and the colorizer, before any data is read
     trainer = Trainer(cfg)
     if not main:
-        return trainer
+        return trainer, None
     existed = bool(out) and Path(out).expanduser().is_dir()  # empty, or holding only the user's dot files
-    trainer.run_dir = rundir.new_run_dir(cfg, out)
+    lock = rundir.new_run_dir(cfg, out)  # only process 0 locks the run (it alone writes the run directory)
+    trainer.run_dir = lock.run
     try:
         write_config(trainer)
     except BaseException as exc:
@@ -70,26 +75,55 @@ def _new_run(cfg: TrainConfig, out: str | None) -> Trainer:
             (trainer.run_dir / RunDir.CONFIG).unlink(missing_ok=True)
         else:
             shutil.rmtree(trainer.run_dir, ignore_errors=True)
+        lock.release()
         if isinstance(exc, storage.WriteError):  # the first file of the run: the folder is what is wrong
             fix = "free space or choose another `out`" if exc.no_space else "choose a writable folder as `out`"
             raise TxkitError(f"{exc}; {fix}") from None
         raise
-    return trainer
+    return trainer, lock
 
 
-def resume(run_dir: str, console: Console | None = None) -> tuple[Path, dict]:
+def resume(run_dir: str, console: Console | None = None, skip_bad_images: bool = False) -> tuple[Path, dict]:
+    """Continue an interrupted run; ``skip_bad_images`` turns the option on from now on (config.json records it).
+    The run directory is locked until this returns: a second resume of the same run is refused."""
     distributed.ensure_init()
     console = distributed.quiet(console or Console(stderr=True))
     run = Path(run_dir)
-    trainer, previous = distributed.main_first(_restore, run)  # process 0 repairs the files first
-    if trainer is None:
-        return run, previous
-    console.print(f"resuming {run} after epoch {trainer.state.epoch}")
-    return trainer.run_dir, _run(trainer, console)
+    trainer, previous, lock = distributed.main_first(_restore, run, skip_bad_images)  # process 0 repairs first
+    try:
+        if trainer is None:
+            return run, previous
+        if trainer.training_done():  # every epoch is committed; what failed came after them (the test split)
+            console.print(f"resuming {run}: its {trainer.state.epoch} epoch(s) are trained; testing the best "
+                          f"checkpoint")
+        else:
+            console.print(f"resuming {run} after epoch {trainer.state.epoch}")
+        return trainer.run_dir, _run(trainer, console)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
-    """The resumed Trainer, or (None, summary) for a finished run."""
+def _restore(run: Path, skip_bad_images: bool) -> tuple[Trainer | None, dict | None, RunLock | None]:
+    """The resumed Trainer (None for a finished run, with its summary) and, on process 0, the run's lock."""
+    run_dir = RunDir(run)
+    run_dir.config_json()  # one line when the folder is not a readable run (before a lock file is made there)
+    lock = run_dir.lock() if distributed.is_main() else None
+    try:
+        if lock is not None:
+            run_dir.remove_interrupted_writes()  # a killed write's temp and uncommitted files, before any read
+        trainer, previous = _restore_locked(run, skip_bad_images)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if trainer is None and lock is not None:
+        lock.release()
+        lock = None
+    return trainer, previous, lock
+
+
+def _restore_locked(run: Path, skip_bad_images: bool) -> tuple[Trainer | None, dict | None]:
     cfg, recorded = rundir.load_run_config(run)
     previous = RunDir(run).summary()
     if previous and previous.get("status") in FINISHED:
@@ -98,13 +132,19 @@ def _restore(run: Path) -> tuple[Trainer | None, dict | None]:
         raise TxkitError(f"{run} stopped on a non-finite loss; resuming would repeat it: train a new run with a "
                          f"lower `lr`")
     distributed.check_resume(run, recorded.get("distributed"))
+    skipping = skip_bad_images and not cfg.skip_bad_images
+    if skipping:
+        cfg = cfg.replace(skip_bad_images=True)
     saved = commit.read(run)  # completes a rename that checkpoint.json committed
     if saved is None:  # nothing was committed before the interruption: start over with the initial weights
         if distributed.is_main():
             (run / RunDir.METRICS).unlink(missing_ok=True)
-        return Trainer(cfg, run), None
-    trainer = Trainer(cfg, run, load_weights=False)
-    trainer.load_checkpoint(saved)
+        trainer = Trainer(cfg, run)
+    else:
+        trainer = Trainer(cfg, run, load_weights=False)
+        trainer.load_checkpoint(saved)
+    if skipping and distributed.is_main():  # so that a later resume keeps skipping
+        RunDir(run).record_config(cfg, train_images=len(trainer.train_data), val_images=len(trainer.val_data))
     return trainer, None
 
 
