@@ -1,6 +1,6 @@
-"""Faults around a training run: small batches, non-finite values, damaged run files, full disks, crashes
-between an epoch's metrics line and its checkpoint (end to end; the protocol itself: test_commit_protocol.py),
-failed starts and the CLI's safety net."""
+"""A run that stops resumes exactly or says why in one line: a kill between an epoch's metrics line and its
+checkpoint (end to end; the protocol itself: test_commit_protocol.py), full disks, non-finite values, bad
+options, failed starts and the CLI's safety net."""
 
 import errno
 import json
