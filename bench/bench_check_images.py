@@ -2,7 +2,7 @@
 PNG the chunk checksums; no pixels decoded) against a full decode of every image (``load_gray``), on N small
 grayscale PNGs. Target: a fraction of a second per 2,000 images, well under the decode.
 
-    python bench/bench_check_images.py [--images 2000] [--size 64] [--repeat 5]
+    python bench/bench_check_images.py [--images 2000] [--size 64] [--repeat 5] [--smoke]
 """
 
 import argparse
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from _common import parse_args
 from txkit.datasets.base import TxDataset, load_gray
 from txkit.datasets.files import check_images, file_split
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, {"images": 20, "size": 16, "repeat": 1})
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="txkit-bench-") as folder:
         paths = []
@@ -45,6 +46,7 @@ def main() -> None:
         decode = median_seconds(lambda: [load_gray(p) for p in paths], args.repeat)
     print(f"{args.images} PNGs of {args.size} px, median of {args.repeat}: check_images {check:.3f} s, "
           f"full decode {decode:.3f} s")
+    print(f"ratio check_images / full decode: {check / decode:.2f}")
 
 
 if __name__ == "__main__":

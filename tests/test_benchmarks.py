@@ -25,6 +25,7 @@ MEMORY_LINE = (rf"^{{}}: 2x the images -> anonymous memory above the imports {SI
 EXPECTED = {
     "bench_cache_key.py": [rf"^{kind}\s+{N}\s+{N}\s+(?:yes|whole)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}$"
                            for kind in ("png64", "png512-16", "pgm512-16")],
+    "bench_check_images.py": [rf"^ratio check_images / full decode: {N}$"],
     "bench_cli.py": [rf"^txkit {command}\s+{N}\s+{N}$" for command in ("--help", "list", "plugins")]
                     + [r"^(all txkit commands under 1 s|over 1 s: .+)$"],
     "bench_ddp.py": [rf"^plain PyTorch\s+{N}\s+{N}\s+{N}$", rf"^txkit\s+{N}\s+{N}\s+{N}$",

@@ -167,6 +167,8 @@ def test_docs_api_examples_run(tmp_path):
     text = (ROOT / "docs" / "api.md").read_text()
     blocks = re.findall(r"```(python|text)\n(.*?)```", text, flags=re.S)
     code = "\n".join(body for kind, body in blocks if kind == "python" and "run_experiment" not in body)
+    # the examples are written for the repository root, where ../shared/data is the shared data folder
+    code = code.replace('"../shared/', f'"{ROOT.parent / "shared"}/')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     expected = "".join(body for kind, body in blocks if kind == "text")
