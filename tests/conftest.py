@@ -41,3 +41,28 @@ def finished_run_copy(finished_run, tmp_path):
     import shutil
 
     return shutil.copytree(finished_run, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def interrupted_run(tmp_path_factory):
+    """``tiny_config(epochs=3)`` interrupted (Ctrl-C) after its first epoch, made once per session: resumable.
+    Read-only: tests copy it."""
+    from helpers import tiny_config
+    from txkit.training import session
+    from txkit.training.engine import Trainer
+    from txkit.training.session import RunInterrupted
+
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    original = Trainer.train_epoch
+
+    def train_epoch(self, epoch, progress, task):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress, task)
+    Trainer.train_epoch = train_epoch
+    try:
+        with pytest.raises(RunInterrupted):
+            session.train(tiny_config(epochs=3), run)
+    finally:
+        Trainer.train_epoch = original
+    return run

@@ -14,29 +14,16 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-
 from txkit.cli.main import build_cli
 from txkit.experiments import markdown
 from txkit.experiments.report import build_report, judge
 from txkit.experiments.runner import run_experiment
 from txkit.run import predict
 
-TINY = dict(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
-            weights="none", image_size=32, epochs=1, batch_size=16, device="cpu")
-
-
-
 def invoke(*args):
     """The txkit command in this process, with a subprocess-like result for assert_one_line_error."""
     result = CliRunner().invoke(build_cli(), [str(a) for a in args])
     return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
-
-
-def check_interval(interval, value=None):
-    low, high = interval
-    assert 0 <= low <= high <= 1, interval
-    if value is not None:
-        assert low <= value <= high, (value, interval)
 
 
 # ------------------------------------------------------------------------------------- experiment report

@@ -20,14 +20,13 @@ import torch
 from rich.console import Console
 
 from faults import assert_one_line_error, tree_hashes
-from helpers import run_txkit, tiny_config
+from helpers import run_txkit
 
 from txkit import storage
 from txkit.rundir import RunBusyError, RunDir
 from txkit.training import checkpoint as ckpt
 from txkit.training import session
 from txkit.training.engine import Trainer
-from txkit.training.session import RunInterrupted
 
 TINY = ["--dataset", "synthetic-dld", "--data-option", "per_class=6", "--data-option", "size=32",
         "--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
@@ -35,25 +34,6 @@ TINY = ["--dataset", "synthetic-dld", "--data-option", "per_class=6", "--data-op
 
 def metric_epochs(run_dir):
     return [line["epoch"] for line in storage.read_jsonl(run_dir / "metrics.jsonl")]
-
-
-@pytest.fixture(scope="module")
-def interrupted_run(module_tmp):
-    """``tiny_config(epochs=3)`` interrupted (Ctrl-C) after its first epoch; tests copy it."""
-    run = module_tmp("lock") / "run"
-    original = Trainer.train_epoch
-
-    def train_epoch(self, epoch, progress, task):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress, task)
-    Trainer.train_epoch = train_epoch
-    try:
-        with pytest.raises(RunInterrupted):
-            session.train(tiny_config(epochs=3), run)
-    finally:
-        Trainer.train_epoch = original
-    return run
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from txkit.training import commit
 from txkit.training import session
 from txkit.data.loader import train_batches
 from txkit.training.engine import Trainer
-from txkit.training.session import RunInterrupted
 from txkit import storage
 
 TINY = ["--dataset", "synthetic-dld", "--data-option", "per_class=6", "--data-option", "size=32",
@@ -49,29 +48,6 @@ def straight_run(module_tmp):
     cfg = tiny_config(epochs=3)
     run_dir, _ = session.train(cfg, module_tmp("straight") / "run")
     return cfg, run_dir
-
-
-@pytest.fixture(scope="module")
-def interrupted_run(module_tmp):
-    """A run interrupted after its first epoch (resumable), made once; tests copy it."""
-    from txkit.config import TrainConfig
-
-    root = module_tmp("interrupted")
-    cfg = TrainConfig(dataset="synthetic-dld", data_options={"per_class": "6", "size": "32"}, backbone="resnet18",
-                      weights="none", epochs=3, batch_size=16, device="cpu")
-    original = Trainer.train_epoch
-
-    def train_epoch(self, epoch, progress, task):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress, task)
-    Trainer.train_epoch = train_epoch
-    try:
-        with pytest.raises(RunInterrupted):
-            session.train(cfg, root / "run")
-    finally:
-        Trainer.train_epoch = original
-    return root / "run"
 
 
 @pytest.fixture
